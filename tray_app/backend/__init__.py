@@ -1,0 +1,1 @@
+"""Owns every `claude` process: spawning, stream-json I/O, limits, deadlines, cancellation."""

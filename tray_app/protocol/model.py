@@ -1,0 +1,200 @@
+"""The internal vocabulary every API is translated to and from: a turn in, events out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Api = Literal["openai", "anthropic"]
+Role = Literal["user", "assistant"]
+
+
+# ---- what a request asks for ----
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    media_type: str
+    data: str  # base64, no data: prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUsePart:
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultPart:
+    tool_use_id: str
+    content: tuple[TextPart | ImagePart, ...]
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    thinking: str
+    signature: str
+
+
+Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    parts: tuple[Part, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One request, normalised: earlier messages, the new user message, and options.
+
+    `history` alternates user/assistant and starts with a user message; `prompt` is the
+    user message the CLI is asked to answer now.
+    """
+
+    api: Api
+    model: str  # as the client asked for it
+    system: str | None
+    history: tuple[Message, ...]
+    prompt: tuple[Part, ...]
+    stream: bool
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    include_usage: bool = False
+    # Fields the request set that the runtime cannot honour (for logs and headers).
+    ignored: tuple[str, ...] = ()
+    user: str | None = None
+
+
+# ---- what the CLI reports (parsed from stream-json lines) ----
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, cached or not (what OpenAI calls prompt_tokens)."""
+        return self.input_tokens + self.cache_read_tokens + self.cache_creation_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    session_id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageStarted:
+    message_id: str
+    model: str
+    usage: Usage
+
+
+BlockKind = Literal["text", "thinking", "redacted_thinking", "tool_use"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStarted:
+    index: int
+    kind: BlockKind
+    id: str = ""
+    name: str = ""
+    data: str = ""  # redacted_thinking payload
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingDelta:
+    index: int
+    thinking: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureDelta:
+    index: int
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInputDelta:
+    index: int
+    partial_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStopped:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDelta:
+    stop_reason: str | None
+    stop_sequence: str | None
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitReported:
+    status: str  # allowed | allowed_warning | rejected
+    window: str | None
+    resets_at: int | None
+    utilization: float | None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReported:
+    """The CLI's placeholder answer for a failed call; `kind` is its machine-readable
+    `error` field (authentication_failed, rate_limit, server_error, ...)."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCompleted:
+    """The CLI's `result` line: the turn is over, successfully or not."""
+
+    session_id: str
+    is_error: bool
+    usage: Usage
+    cost_usd: float | None
+    stop_reason: str | None
+    result_text: str
+    num_turns: int
+    api_error_status: int | None = None
+    subtype: str = "success"
+
+
+CliEvent = (
+    SessionStarted
+    | MessageStarted
+    | BlockStarted
+    | TextDelta
+    | ThinkingDelta
+    | SignatureDelta
+    | ToolInputDelta
+    | BlockStopped
+    | MessageDelta
+    | RateLimitReported
+    | ErrorReported
+    | TurnCompleted
+)

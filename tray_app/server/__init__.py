@@ -1,0 +1,1 @@
+"""The HTTP server: the only aiohttp importer (routes, middlewares, error mapping, runner)."""

@@ -1,0 +1,202 @@
+"""Build the aiohttp application (routes and middlewares) and run it until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from tray_app.backend.runner import TurnRunner, bundled_cli, probe_cli
+from tray_app.errors import ClaudeTrayError, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from tray_app.integrations.signin import SignInStatus, read_signin_status
+from tray_app.server import routes
+from tray_app.server.errors import classify, error_body
+from tray_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+@web.middleware
+async def request_id_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-Id") or f"req_{uuid.uuid4().hex[:20]}"
+    request[routes.REQUEST_ID] = rid[:100]
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request[routes.REQUEST_ID]
+        response.headers["request-id"] = request[routes.REQUEST_ID]
+    return response
+
+
+@web.middleware
+async def errors_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves in the caller's own error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        exc: BaseException = PayloadTooLarge(request.app[routes.CONTEXT].settings.max_body_bytes)
+    except web.HTTPNotFound:
+        exc = NotFound(
+            f"There is no route {request.method} {request.path} here. The OpenAI "
+            "API lives under /v1 (chat/completions, models), the Anthropic API at "
+            "/v1/messages."
+        )
+    except web.HTTPMethodNotAllowed as http:
+        exc = NotFound(
+            f"{request.method} is not allowed on {request.path}; use "
+            f"{', '.join(sorted(http.allowed_methods))}."
+        )
+    except web.HTTPException:
+        raise
+    except ClaudeTrayError as err:
+        exc = err
+    except Exception as err:
+        log.exception("[%s] unexpected error", request.get(routes.REQUEST_ID, "-"))
+        exc = err
+    wire = classify(exc)
+    rid = request.get(routes.REQUEST_ID, "-")
+    if wire.status >= 500 or wire.status == 429:
+        log.warning(
+            "[%s] %s %s -> %d: %s", rid, request.method, request.path, wire.status, wire.message
+        )
+    else:
+        log.info(
+            "[%s] %s %s -> %d: %s", rid, request.method, request.path, wire.status, wire.message
+        )
+    if wire.status == 404 and isinstance(exc, NotFound) and request.method == "HEAD":
+        return web.Response(status=404)
+    return web.json_response(
+        error_body(routes.api_of(request), wire, rid), status=wire.status, headers=wire.headers
+    )
+
+
+def guard_mw(settings: Settings) -> Middleware:
+    """Host and Origin checks (DNS rebinding, cross-site pages) and the proxy's API key."""
+    allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+    allowed_origins = {o.rstrip("/").lower() for o in settings.allowed_origins}
+    open_network = settings.listens_beyond_loopback
+    key = (settings.api_key or "").encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = (request.headers.get("Host") or "").lower()
+        hostname = urlsplit(f"//{host}").hostname or ""
+        if not open_network and not (is_loopback(hostname) or hostname in allowed_hosts):
+            raise Forbidden(
+                f"Host '{host}' is not allowed. claude-tray answers loopback names; "
+                "add other names to the allowed_hosts setting."
+            )
+        origin = request.headers.get("Origin")
+        if origin and origin != "null":
+            origin_host = urlsplit(origin).hostname or ""
+            if not is_loopback(origin_host) and origin.rstrip("/").lower() not in allowed_origins:
+                raise Forbidden(
+                    f"Requests from the web page at {origin} are refused; add it to "
+                    "the allowed_origins setting to allow it."
+                )
+        if (
+            key
+            and not (request.path == "/health" and not open_network)
+            and request.method != "OPTIONS"
+        ):
+            given = request.headers.get("x-api-key") or ""
+            auth = request.headers.get("Authorization") or ""
+            if not given and auth[:7].lower() == "bearer ":
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), key):
+                raise Unauthorized(
+                    "A valid claude-tray API key is required: send it as "
+                    "'x-api-key' or 'Authorization: Bearer <key>'."
+                )
+        return await handler(request)
+
+    return guard
+
+
+def build_app(ctx: routes.Context) -> web.Application:
+    app = web.Application(
+        client_max_size=ctx.settings.max_body_bytes,
+        middlewares=[request_id_mw, errors_mw, guard_mw(ctx.settings)],
+    )
+    app[routes.CONTEXT] = ctx
+    for prefix in ("/v1", ""):
+        app.router.add_post(f"{prefix}/chat/completions", routes.chat_completions)
+        app.router.add_post(f"{prefix}/messages", routes.messages)
+        app.router.add_get(f"{prefix}/models", routes.list_models)
+        app.router.add_get(prefix + "/models/{model:.+}", routes.get_model)
+    app.router.add_get("/health", routes.health)
+    app.router.add_get("/v1/health", routes.health)
+    app.router.add_get("/", routes.root)  # also answers HEAD
+    return app
+
+
+class RefusedToStart(ClaudeTrayError):
+    """A configuration the proxy must not run with."""
+
+
+async def serve(
+    settings: Settings, env: Mapping[str, str], stop: asyncio.Event, on_ready: Callable[[str], None]
+) -> None:
+    """Run the proxy until `stop` is set, then shut down gracefully."""
+    if settings.listens_beyond_loopback and not settings.api_key:
+        raise RefusedToStart(
+            f"Refusing to listen on {settings.host} without an API key: anyone who can reach "
+            "this port could use your Claude account. Set CLAUDE_TRAY_API_KEY (or api_key)."
+        )
+    cli_path = settings.cli_path or bundled_cli()
+    cli = await probe_cli(cli_path)
+    if cli.problem:
+        log.warning("Claude Code CLI at %s: %s", cli_path, cli.problem)
+    else:
+        log.info("Claude Code CLI %s at %s", cli.version, cli_path)
+    runner = TurnRunner(settings, env, cli_path)
+
+    def signin() -> SignInStatus:
+        return read_signin_status({**os.environ, **env}, upstream_api_key=settings.upstream_api_key)
+
+    app = build_app(routes.Context(settings, runner, cli, signin))
+    app_runner = web.AppRunner(
+        app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
+    )
+    await app_runner.setup()
+    site = web.TCPSite(app_runner, settings.host, settings.port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await app_runner.cleanup()
+        raise RefusedToStart(
+            f"Cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}. Is another program using that port?"
+        ) from exc
+    sockets = getattr(site._server, "sockets", None) or ()  # noqa: SLF001 - port 0 needs the bound port
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    on_ready(f"http://{host}:{port}")
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down: finishing running turns (up to %gs)", settings.shutdown_grace)
+        await site.stop()  # stop accepting
+        await runner.close(settings.shutdown_grace)
+        await app_runner.cleanup()
+        log.info("stopped")
