@@ -126,6 +126,8 @@ class Upstream:
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        # Streams sent to the end: lets a test prove a chunk reached the client first.
+        self.streams_finished = 0
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -146,6 +148,7 @@ class Upstream:
         with self._lock:
             self._replies.clear()
             self.requests.clear()
+            self.streams_finished = 0
 
     def messages_requests(self) -> list[Recorded]:
         with self._lock:
@@ -165,6 +168,7 @@ class Upstream:
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -343,6 +347,8 @@ class Upstream:
         )
         await send("message_stop", {"type": "message_stop"})
         await resp.write_eof()
+        with self._lock:
+            self.streams_finished += 1
         return resp
 
 

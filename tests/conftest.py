@@ -1,0 +1,168 @@
+"""Shared fixtures: the scripted upstream, real `claude-tray serve` processes, and a
+guard that fails any test which leaves a `claude` process behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from upstream import Upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bundled_cli() -> str:
+    import claude_agent_sdk
+
+    return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
+
+
+def claude_pids() -> set[int]:
+    """Every running process started from the bundled CLI binary."""
+    cli = bundled_cli()
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Zombies are already dead; their parent just has not reaped them yet.
+        if cmd == cli and ") Z " not in stat:
+            pids.add(int(entry.name))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_claude() -> Iterator[None]:
+    before = claude_pids()
+    yield
+    deadline = time.monotonic() + 5
+    left = claude_pids() - before
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = claude_pids() - before
+    if left:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        pytest.fail(f"test left claude processes behind: {sorted(left)}")
+
+
+@pytest.fixture(scope="session")
+def upstream_server() -> Iterator[Upstream]:
+    up = Upstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def upstream(upstream_server: Upstream) -> Iterator[Upstream]:
+    upstream_server.clear()
+    yield upstream_server
+    upstream_server.clear()
+
+
+@dataclass
+class Proxy:
+    url: str
+    process: subprocess.Popen[str]
+    home: Path
+    env: dict[str, str]
+
+    @property
+    def openai_url(self) -> str:
+        return self.url + "/v1"
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise
+        return self.process.returncode
+
+    def log(self) -> str:
+        path = self.home / "logs" / "claude-tray.log"
+        return path.read_text() if path.exists() else ""
+
+
+def proxy_env(home: Path, upstream: Upstream | None, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_TRAY_", "ANTHROPIC_"))}
+    env.update(
+        {
+            "CLAUDE_TRAY_HOME": str(home),
+            "HOME": str(home),
+            "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
+            "CLAUDE_CODE_MAX_RETRIES": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if upstream is not None:
+        env["CLAUDE_TRAY_UPSTREAM_URL"] = upstream.url
+        env["CLAUDE_TRAY_UPSTREAM_API_KEY"] = "test"
+    env.update({f"CLAUDE_TRAY_{k.upper()}": v for k, v in settings.items()})
+    return env
+
+
+def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
+    home.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tray_app", "serve", "--port", "0", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        _, err = process.communicate(timeout=10)
+        raise AssertionError(f"proxy did not start: {line!r} {err[-2000:]}")
+    return Proxy(line.split()[-1], process, home, env)
+
+
+@pytest.fixture(scope="session")
+def proxy(upstream_server: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """One proxy shared by the tests that need nothing special."""
+    home = tmp_path_factory.mktemp("proxy")
+    p = start_proxy(home, proxy_env(home, upstream_server))
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def make_proxy(upstream_server: Upstream, tmp_path: Path) -> Iterator[object]:
+    """Start a proxy with its own settings: make_proxy(inactivity_timeout="1")."""
+    started: list[Proxy] = []
+
+    def make(*args: str, with_upstream: bool = True, **settings: str) -> Proxy:
+        home = tmp_path / f"proxy{len(started)}"
+        p = start_proxy(
+            home, proxy_env(home, upstream_server if with_upstream else None, **settings), *args
+        )
+        started.append(p)
+        return p
+
+    yield make
+    for p in started:
+        if p.process.returncode is None:
+            p.stop()
