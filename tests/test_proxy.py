@@ -550,3 +550,21 @@ def test_settings_file_env_and_flags(tmp_path: Any, upstream: Upstream, make_pro
     assert reply.choices[0].message.content == "echo: x"
     [sent] = upstream.messages_requests()
     assert "haiku" in sent.body["model"]
+
+
+def test_keepalive_during_a_long_silence(make_proxy: Any, upstream: Upstream) -> None:
+    proxy = make_proxy(keepalive_interval="0.3")
+    upstream.push(text("after the pause", first_delay=1.5))
+    lines: list[str] = []
+    with httpx.stream(
+        "POST",
+        proxy.openai_url + "/chat/completions",
+        timeout=30,
+        json={"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+    ) as r:
+        assert r.status_code == 200
+        lines = [line for line in r.iter_lines() if line]
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    assert lines[0] == ": keepalive"
+    assert first_data > 0
+    assert lines[-1] == "data: [DONE]"

@@ -26,6 +26,7 @@ from claude_agent_sdk import (
     CLINotFoundError,
 )
 
+from tray_app import __version__
 from tray_app.backend.env import child_env
 from tray_app.backend.transcript import cli_config_dir, user_line, write_transcript
 from tray_app.errors import (
@@ -217,6 +218,8 @@ class TurnRunner:
             resume=resume,
             env=child_env(self._settings, self._parent_env, max_tokens=turn.max_tokens),
             stderr=stderr.append,
+            # Names us to the CLI, and spares the SDK deriving a label on every spawn.
+            client_app=f"claude-tray/{__version__}",
         )
         client = ClaudeSDKClient(options)
         self._live.add(client)

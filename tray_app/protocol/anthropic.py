@@ -264,6 +264,8 @@ class MessagesStream:
         out: list[bytes] = []
         if shown and self._last_text in self._open:
             out.append(self._delta(self._last_text, {"type": "text_delta", "text": shown}))
+        if self._text.ended(event):
+            return out
         if isinstance(event, MessageStarted):
             out += self.start(event.usage)
         elif isinstance(event, BlockStarted):

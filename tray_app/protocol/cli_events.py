@@ -26,6 +26,16 @@ from tray_app.protocol.model import (
 log = logging.getLogger(__name__)
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object, or an empty one for anything else: a field of the wrong type
+    from a newer (or broken) CLI is treated as absent, never as a crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def _objs(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def parse_usage(raw: Any) -> Usage:
     if not isinstance(raw, dict):
         return Usage()
@@ -53,16 +63,30 @@ def parse_line(line: dict[str, Any]) -> list[CliEvent]:
     if kind == "stream_event":
         if line.get("parent_tool_use_id"):
             return []
-        event = line.get("event")
-        return _stream_event(event) if isinstance(event, dict) else []
+        return _stream_event(_obj(line.get("event")))
     if kind == "result":
         return [_result(line)]
     if kind == "system" and line.get("subtype") == "init":
         return [SessionStarted(str(line.get("session_id", "")), str(line.get("model", "")))]
     if kind == "rate_limit_event":
-        info = line.get("rate_limit_info")
-        return [_rate_limit(info if isinstance(info, dict) else {})]
+        return [_rate_limit(_obj(line.get("rate_limit_info")))]
+    if kind not in _KNOWN_UNUSED:
+        log.debug("ignoring CLI line of type %r", kind)
     return []
+
+
+# Line types this version of the CLI sends that carry nothing a translator needs.
+_KNOWN_UNUSED = {
+    "assistant",
+    "user",
+    "system",
+    "control_request",
+    "control_response",
+    "control_cancel_request",
+    "keep_alive",
+    "tool_progress",
+    "auth_status",
+}
 
 
 def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
@@ -70,7 +94,7 @@ def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
     index = event.get("index", 0)
     index = index if isinstance(index, int) else 0
     if etype == "message_start":
-        message = event.get("message") or {}
+        message = _obj(event.get("message"))
         return [
             MessageStarted(
                 message_id=str(message.get("id", "")),
@@ -79,7 +103,7 @@ def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
             )
         ]
     if etype == "content_block_start":
-        block = event.get("content_block") or {}
+        block = _obj(event.get("content_block"))
         btype = block.get("type")
         if btype == "text":
             return [BlockStarted(index, "text")]
@@ -96,7 +120,7 @@ def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
         log.debug("ignoring content block of type %r", btype)
         return []
     if etype == "content_block_delta":
-        delta = event.get("delta") or {}
+        delta = _obj(event.get("delta"))
         dtype = delta.get("type")
         if dtype == "text_delta":
             return [TextDelta(index, str(delta.get("text", "")))]
@@ -110,17 +134,20 @@ def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
     if etype == "content_block_stop":
         return [BlockStopped(index)]
     if etype == "message_delta":
-        delta = event.get("delta") or {}
-        usage = event.get("usage") or {}
-        out = usage.get("output_tokens", 0) if isinstance(usage, dict) else 0
+        delta = _obj(event.get("delta"))
+        out = _obj(event.get("usage")).get("output_tokens", 0)
         return [
             MessageDelta(
-                stop_reason=delta.get("stop_reason"),
-                stop_sequence=delta.get("stop_sequence"),
+                stop_reason=_str_or_none(delta.get("stop_reason")),
+                stop_sequence=_str_or_none(delta.get("stop_sequence")),
                 output_tokens=out if isinstance(out, int) else 0,
             )
         ]
     return []
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _result(line: dict[str, Any]) -> TurnCompleted:
@@ -129,8 +156,8 @@ def _result(line: dict[str, Any]) -> TurnCompleted:
     result = line.get("result")
     num_turns = line.get("num_turns")
     return TurnCompleted(
-        session_id=str(line.get("session_id", "")),
-        is_error=bool(line.get("is_error")),
+        session_id=_str_or_none(line.get("session_id")) or "",
+        is_error=line.get("is_error") is True,
         usage=parse_usage(line.get("usage")),
         cost_usd=float(cost) if isinstance(cost, int | float) else None,
         stop_reason=line.get("stop_reason") if isinstance(line.get("stop_reason"), str) else None,
@@ -157,12 +184,14 @@ def _rate_limit(info: dict[str, Any]) -> RateLimitReported:
 class CliStream:
     """Turns the CLI's lines for one turn into a clean, complete event sequence.
 
-    Two things the raw lines do not guarantee, and translators rely on:
+    What the raw lines do not guarantee, and translators rely on:
     - block indices restart at 0 for every model call in a turn; here they count up
       across the whole turn;
     - after a cut stream the CLI re-asks without streaming, so deltas stop short and
-      only the `assistant` line has the whole text. The missing tail is emitted as a
-      delta, and blocks of a message that was never streamed are emitted whole.
+      only the `assistant` line has the whole answer. A retry that continues what was
+      streamed is emitted as the missing tail; any other answer is emitted whole;
+    - when a call stops for max_tokens the CLI asks the model to resume on its own.
+      The client's limit was hit, so nothing after that stop is passed on.
     """
 
     def __init__(self) -> None:
@@ -170,22 +199,23 @@ class CliStream:
         self._map: dict[int, int] = {}  # upstream index -> turn index, current message
         self._open: dict[int, tuple[str, list[str]]] = {}  # turn index -> (kind, text so far)
         self._streamed_ids: set[str] = set()
+        self._limit_hit = False
 
     def feed(self, line: dict[str, Any]) -> list[CliEvent]:
         if line.get("type") == "assistant" and not line.get("parent_tool_use_id"):
-            message = line.get("message")
-            if not isinstance(message, dict):
-                return []
+            message = _obj(line.get("message"))
             if message.get("model") == "<synthetic>":
                 # A placeholder for a failed call; the result line follows with the details.
-                texts = [
-                    b.get("text", "") for b in message.get("content") or [] if isinstance(b, dict)
-                ]
-                return [ErrorReported(str(line.get("error") or ""), "".join(map(str, texts)))]
-            return self._reconcile(message)
+                texts = [str(b.get("text", "")) for b in _objs(message.get("content"))]
+                return [ErrorReported(str(line.get("error") or ""), "".join(texts))]
+            return [] if self._limit_hit or not message else self._reconcile(message)
         out: list[CliEvent] = []
         for event in parse_line(line):
+            if self._limit_hit and not isinstance(event, TurnCompleted | RateLimitReported):
+                continue
             out.extend(self._renumber(event))
+            if isinstance(event, MessageDelta) and event.stop_reason == "max_tokens":
+                self._limit_hit = True
         return out
 
     def _renumber(self, event: CliEvent) -> list[CliEvent]:
@@ -194,8 +224,7 @@ class CliStream:
             self._streamed_ids.add(event.message_id)
             return [event]
         if isinstance(event, BlockStarted):
-            turn_index = self._next_index
-            self._next_index += 1
+            turn_index = self._new_index()
             self._map[event.index] = turn_index
             self._open[turn_index] = (event.kind, [])
             return [BlockStarted(turn_index, event.kind, event.id, event.name, event.data)]
@@ -205,34 +234,28 @@ class CliStream:
             mapped = self._map.get(event.index)
             if mapped is None or mapped not in self._open:
                 return []
-            turn_index = mapped
             if isinstance(event, BlockStopped):
-                del self._open[turn_index]
-                return [BlockStopped(turn_index)]
-            piece = (
-                event.text
-                if isinstance(event, TextDelta)
-                else event.thinking
-                if isinstance(event, ThinkingDelta)
-                else event.partial_json
-                if isinstance(event, ToolInputDelta)
-                else ""
-            )
-            self._open[turn_index][1].append(piece)
-            return [_with_index(event, turn_index)]
+                del self._open[mapped]
+                return [BlockStopped(mapped)]
+            self._open[mapped][1].append(_piece(event))
+            return [_with_index(event, mapped)]
         return [event]
 
+    def _new_index(self) -> int:
+        self._next_index += 1
+        return self._next_index - 1
+
     def _reconcile(self, message: dict[str, Any]) -> list[CliEvent]:
-        blocks = [b for b in message.get("content") or [] if isinstance(b, dict)]
+        blocks = _objs(message.get("content"))
+        message_id = str(message.get("id", ""))
+        retry = message_id not in self._streamed_ids
         out: list[CliEvent] = []
-        # A block cut short: its text must be a prefix of the final block of that kind.
         for turn_index, (kind, pieces) in list(self._open.items()):
             final = _last_of_kind(blocks, kind)
-            if final is None:
-                continue
+            full = _block_text(final) if final is not None else None
             so_far = "".join(pieces)
-            full = _block_text(final)
-            if full is not None and full.startswith(so_far) and len(full) > len(so_far):
+            continues = full is not None and full.startswith(so_far)
+            if continues and full is not None and len(full) > len(so_far):
                 rest = full[len(so_far) :]
                 out.append(
                     TextDelta(turn_index, rest)
@@ -240,49 +263,61 @@ class CliStream:
                     else ThinkingDelta(turn_index, rest)
                 )
                 pieces.append(rest)
-            if str(message.get("id", "")) not in self._streamed_ids:
+            if retry:
+                # The retry replaces the cut call: close what it cut, and count the
+                # block it continued as delivered.
                 del self._open[turn_index]
                 out.append(BlockStopped(turn_index))
-        if str(message.get("id", "")) in self._streamed_ids or out:
+                if continues and final is not None:
+                    blocks = [b for b in blocks if b is not final]
+        if not retry:
             return out
-        # A message that was never streamed at all: emit it whole.
-        self._streamed_ids.add(str(message.get("id", "")))
+        self._streamed_ids.add(message_id)
+        if not blocks:
+            return out
         out.append(
             MessageStarted(
-                str(message.get("id", "")),
-                str(message.get("model", "")),
-                parse_usage(message.get("usage")),
+                message_id, str(message.get("model", "")), parse_usage(message.get("usage"))
             )
         )
         for block in blocks:
-            turn_index = self._next_index
-            self._next_index += 1
-            btype = block.get("type")
-            if btype == "text":
-                out += [
-                    BlockStarted(turn_index, "text"),
-                    TextDelta(turn_index, str(block.get("text", ""))),
-                ]
-            elif btype == "thinking":
-                out += [
-                    BlockStarted(turn_index, "thinking"),
-                    ThinkingDelta(turn_index, str(block.get("thinking", ""))),
-                    SignatureDelta(turn_index, str(block.get("signature", ""))),
-                ]
-            elif btype == "tool_use":
-                out += [
-                    BlockStarted(
-                        turn_index,
-                        "tool_use",
-                        id=str(block.get("id", "")),
-                        name=str(block.get("name", "")),
-                    ),
-                    ToolInputDelta(turn_index, json.dumps(block.get("input", {}))),
-                ]
-            else:
-                continue
-            out.append(BlockStopped(turn_index))
+            out.extend(self._whole_block(block))
         return out
+
+    def _whole_block(self, block: dict[str, Any]) -> list[CliEvent]:
+        btype = block.get("type")
+        if btype not in ("text", "thinking", "tool_use"):
+            return []
+        index = self._new_index()
+        if btype == "text":
+            body: list[CliEvent] = [
+                BlockStarted(index, "text"),
+                TextDelta(index, str(block.get("text", ""))),
+            ]
+        elif btype == "thinking":
+            body = [
+                BlockStarted(index, "thinking"),
+                ThinkingDelta(index, str(block.get("thinking", ""))),
+                SignatureDelta(index, str(block.get("signature", ""))),
+            ]
+        else:
+            body = [
+                BlockStarted(
+                    index, "tool_use", id=str(block.get("id", "")), name=str(block.get("name", ""))
+                ),
+                ToolInputDelta(index, json.dumps(block.get("input", {}))),
+            ]
+        return [*body, BlockStopped(index)]
+
+
+def _piece(event: TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta) -> str:
+    if isinstance(event, TextDelta):
+        return event.text
+    if isinstance(event, ThinkingDelta):
+        return event.thinking
+    if isinstance(event, ToolInputDelta):
+        return event.partial_json
+    return ""
 
 
 def _with_index(event: CliEvent, index: int) -> CliEvent:

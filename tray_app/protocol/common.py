@@ -189,6 +189,8 @@ class Collector:
         return self._text_index, self._scanner.flush()
 
     def feed(self, event: CliEvent) -> None:
+        if self._scanner.matched is not None and not isinstance(event, TurnCompleted):
+            return  # the answer ended at the stop sequence
         if isinstance(event, MessageStarted):
             self.message_id = self.message_id or event.message_id
             self.model = self.model or event.model
@@ -245,6 +247,12 @@ class StreamedText:
     @property
     def stop_sequence(self) -> str | None:
         return self._scanner.matched
+
+    def ended(self, event: CliEvent) -> bool:
+        """True once a stop sequence matched: later blocks are not part of the answer."""
+        return self._scanner.matched is not None and not isinstance(
+            event, TurnCompleted | BlockStopped
+        )
 
     def feed(self, event: CliEvent) -> str:
         """Text to show for this event ('' for none); tails are released at block end."""

@@ -300,6 +300,8 @@ class ChatStream:
     def feed(self, event: CliEvent) -> list[bytes]:
         shown = self._text.feed(event)
         out = self.start() + [self._chunk({"content": shown})] if shown else []
+        if self._text.ended(event):
+            return out
         if isinstance(event, MessageStarted):
             out += self.start()
         elif isinstance(event, ThinkingDelta) and event.thinking:

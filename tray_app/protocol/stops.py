@@ -7,12 +7,13 @@ class StopScanner:
     """Feed text pieces; get back what is safe to emit.
 
     The CLI has no stop-sequence option, so claude-tray applies stop sequences to the
-    output itself: text is released as soon as no stop sequence can begin in it.
+    output itself. Text is held back only while it could be the start of a stop
+    sequence, and the cut is the same however the text was split into pieces: a match
+    counts only once no stop sequence that starts earlier can still complete.
     """
 
     def __init__(self, stops: tuple[str, ...]) -> None:
         self._stops = tuple(s for s in stops if s)
-        self._hold = max((len(s) for s in self._stops), default=1) - 1
         self._buffer = ""
         self.matched: str | None = None
 
@@ -21,19 +22,25 @@ class StopScanner:
             return ""
         if not self._stops:
             return text
-        self._buffer += text
-        hits = [(self._buffer.find(s), s) for s in self._stops]
-        hits = [(at, s) for at, s in hits if at >= 0]
-        if hits:
-            at, stop = min(hits)
-            self.matched = stop
-            out, self._buffer = self._buffer[:at], ""
-            return out
-        cut = len(self._buffer) - self._hold
-        if cut <= 0:
-            return ""
-        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        buf = self._buffer + text
+        hits = [(buf.find(s), -len(s), s) for s in self._stops if s in buf]
+        at, _, stop = min(hits) if hits else (len(buf), 0, "")
+        pending = self._partial_start(buf, at)
+        if hits and pending is None:
+            self.matched, self._buffer = stop, ""
+            return buf[:at]
+        cut = at if pending is None else pending
+        out, self._buffer = buf[:cut], buf[cut:]
         return out
+
+    def _partial_start(self, buf: str, before: int) -> int | None:
+        """The first position before `before` where the rest of `buf` could still grow
+        into a stop sequence."""
+        for start in range(max(0, len(buf) - max(map(len, self._stops)) + 1), before):
+            tail = buf[start:]
+            if any(len(s) > len(tail) and s.startswith(tail) for s in self._stops):
+                return start
+        return None
 
     def flush(self) -> str:
         out, self._buffer = ("" if self.matched is not None else self._buffer), ""

@@ -1,0 +1,1 @@
+"""Latency benchmarks for claude-tray; run them from the repo root with `python -m`."""
