@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -16,15 +17,30 @@ import pytest
 from conftest import Proxy, claude_pids
 from upstream import Reply, Text, Upstream, error, text
 
+_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    # An unclosed SDK client's sockets are reported (as errors) in whichever test
+    # happens to run when they are collected.
+    yield
+    while _clients:
+        _clients.pop().close()
+
 
 def oai(proxy: Proxy, **kw: Any) -> openai.OpenAI:
     kw.setdefault("api_key", "x")
-    return openai.OpenAI(base_url=proxy.openai_url, max_retries=0, **kw)
+    client = openai.OpenAI(base_url=proxy.openai_url, max_retries=0, **kw)
+    _clients.append(client)
+    return client
 
 
 def ant(proxy: Proxy, **kw: Any) -> anthropic.Anthropic:
     kw.setdefault("api_key", "x")
-    return anthropic.Anthropic(base_url=proxy.url, max_retries=0, **kw)
+    client = anthropic.Anthropic(base_url=proxy.url, max_retries=0, **kw)
+    _clients.append(client)
+    return client
 
 
 # ---- answers ----

@@ -200,6 +200,10 @@ class CliStream:
         self._open: dict[int, tuple[str, list[str]]] = {}  # turn index -> (kind, text so far)
         self._streamed_ids: set[str] = set()
         self._limit_hit = False
+        # The streamed message in progress: its blocks (turn index, kind, text so far),
+        # and whether its message_delta arrived (a cut stream never sends one).
+        self._blocks: list[tuple[int, str, list[str]]] = []
+        self._finished = True
 
     def feed(self, line: dict[str, Any]) -> list[CliEvent]:
         if line.get("type") == "assistant" and not line.get("parent_tool_use_id"):
@@ -221,12 +225,18 @@ class CliStream:
     def _renumber(self, event: CliEvent) -> list[CliEvent]:
         if isinstance(event, MessageStarted):
             self._map = {}
+            self._blocks = []
+            self._finished = False
             self._streamed_ids.add(event.message_id)
+            return [event]
+        if isinstance(event, MessageDelta):
+            self._finished = True
             return [event]
         if isinstance(event, BlockStarted):
             turn_index = self._new_index()
             self._map[event.index] = turn_index
             self._open[turn_index] = (event.kind, [])
+            self._blocks.append((turn_index, event.kind, self._open[turn_index][1]))
             return [BlockStarted(turn_index, event.kind, event.id, event.name, event.data)]
         if isinstance(
             event, TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta | BlockStopped
@@ -248,40 +258,54 @@ class CliStream:
     def _reconcile(self, message: dict[str, Any]) -> list[CliEvent]:
         blocks = _objs(message.get("content"))
         message_id = str(message.get("id", ""))
-        retry = message_id not in self._streamed_ids
+        if message_id in self._streamed_ids:
+            return self._fill_gaps(blocks)
+        # A message that was never streamed: a retry replacing a cut call, or an
+        # answer that arrived whole. Blocks of a cut call it continues are completed;
+        # everything else it holds is emitted whole.
+        self._streamed_ids.add(message_id)
         out: list[CliEvent] = []
-        for turn_index, (kind, pieces) in list(self._open.items()):
+        cut = [] if self._finished else self._blocks
+        self._blocks, self._finished = [], True
+        rest_blocks = list(blocks)
+        for turn_index, kind, pieces in cut:
+            final = rest_blocks[0] if rest_blocks and rest_blocks[0].get("type") == kind else None
+            full = _block_text(final) if final is not None else None
+            so_far = "".join(pieces)
+            is_open = turn_index in self._open
+            if full is not None and full.startswith(so_far):
+                rest_blocks.pop(0)
+                tail = full[len(so_far) :]
+                if tail and is_open:
+                    out.append(_text_event(kind, turn_index, tail))
+                elif tail:
+                    index = self._new_index()
+                    out += [
+                        BlockStarted(index, "text" if kind == "text" else "thinking"),
+                        _text_event(kind, index, tail),
+                        BlockStopped(index),
+                    ]
+            if is_open:
+                del self._open[turn_index]
+                out.append(BlockStopped(turn_index))
+        if rest_blocks:
+            usage = parse_usage(message.get("usage"))
+            out.append(MessageStarted(message_id, str(message.get("model", "")), usage))
+            for block in rest_blocks:
+                out.extend(self._whole_block(block))
+        return out
+
+    def _fill_gaps(self, blocks: list[dict[str, Any]]) -> list[CliEvent]:
+        """Deltas the stream lost for a message it did stream (the block's final text
+        is longer than what arrived)."""
+        out: list[CliEvent] = []
+        for turn_index, (kind, pieces) in self._open.items():
             final = _last_of_kind(blocks, kind)
             full = _block_text(final) if final is not None else None
             so_far = "".join(pieces)
-            continues = full is not None and full.startswith(so_far)
-            if continues and full is not None and len(full) > len(so_far):
-                rest = full[len(so_far) :]
-                out.append(
-                    TextDelta(turn_index, rest)
-                    if kind == "text"
-                    else ThinkingDelta(turn_index, rest)
-                )
-                pieces.append(rest)
-            if retry:
-                # The retry replaces the cut call: close what it cut, and count the
-                # block it continued as delivered.
-                del self._open[turn_index]
-                out.append(BlockStopped(turn_index))
-                if continues and final is not None:
-                    blocks = [b for b in blocks if b is not final]
-        if not retry:
-            return out
-        self._streamed_ids.add(message_id)
-        if not blocks:
-            return out
-        out.append(
-            MessageStarted(
-                message_id, str(message.get("model", "")), parse_usage(message.get("usage"))
-            )
-        )
-        for block in blocks:
-            out.extend(self._whole_block(block))
+            if full is not None and full.startswith(so_far) and len(full) > len(so_far):
+                out.append(_text_event(kind, turn_index, full[len(so_far) :]))
+                pieces.append(full[len(so_far) :])
         return out
 
     def _whole_block(self, block: dict[str, Any]) -> list[CliEvent]:
@@ -308,6 +332,10 @@ class CliStream:
                 ToolInputDelta(index, json.dumps(block.get("input", {}))),
             ]
         return [*body, BlockStopped(index)]
+
+
+def _text_event(kind: str, index: int, text: str) -> CliEvent:
+    return TextDelta(index, text) if kind == "text" else ThinkingDelta(index, text)
 
 
 def _piece(event: TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta) -> str:
