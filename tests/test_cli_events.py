@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from transcripts import lines, replay
 
 from tray_app.protocol.cli_events import CliStream, parse_line
 from tray_app.protocol.model import (
@@ -27,7 +26,6 @@ from tray_app.protocol.model import (
     Usage,
 )
 
-DATA = Path(__file__).parent / "data"
 MODEL = "claude-sonnet-5-5"
 EVENT_TYPES = get_args(CliEvent)
 # What the CLI asked after the model stopped for max_tokens; the test upstream echoes it.
@@ -36,16 +34,6 @@ RESUME_PROMPT = (
     "doing. Pick up mid-thought if that is where the cut happened. Break remaining work "
     "into smaller pieces."
 )
-
-
-def lines(name: str) -> list[dict[str, Any]]:
-    text = (DATA / f"{name}.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def replay(raw: list[dict[str, Any]]) -> list[CliEvent]:
-    stream = CliStream()
-    return [event for line in raw for event in stream.feed(line)]
 
 
 def stream_events(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:

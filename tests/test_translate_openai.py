@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from transcripts import lines, replay
 
 from tray_app.errors import InvalidRequest
-from tray_app.protocol.cli_events import CliStream
 from tray_app.protocol.common import Collector
 from tray_app.protocol.model import (
     CliEvent,
@@ -22,19 +21,8 @@ from tray_app.protocol.model import (
 )
 from tray_app.protocol.openai_chat import ChatStream, completion_body, parse_request
 
-DATA = Path(__file__).parent / "data"
 PNG = "iVBORw0KGgo="
 TOOL_ID = "toolu_cb7d3dc9c3614dbbb648"
-
-
-def lines(name: str) -> list[dict[str, Any]]:
-    text = (DATA / f"{name}.jsonl").read_text("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def replay(raw: list[dict[str, Any]]) -> list[CliEvent]:
-    stream = CliStream()
-    return [event for line in raw for event in stream.feed(line)]
 
 
 def user(content: Any) -> dict[str, Any]:
