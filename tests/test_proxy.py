@@ -43,6 +43,14 @@ def ant(proxy: Proxy, **kw: Any) -> anthropic.Anthropic:
     return client
 
 
+def wait_for_active_turn(proxy: Proxy, timeout: float = 10) -> None:
+    """Until the proxy reports a turn running (the request reached the CLI)."""
+    deadline = time.monotonic() + timeout
+    while httpx.get(proxy.url + "/health").json()["turns"]["active"] == 0:
+        assert time.monotonic() < deadline, "no turn started"
+        time.sleep(0.05)
+
+
 # ---- answers ----
 
 
@@ -444,12 +452,7 @@ def test_queue_full_is_429_with_retry_after(make_proxy: Any, upstream: Upstream)
 
     worker = threading.Thread(target=first)
     worker.start()
-    deadline = time.monotonic() + 10
-    while (
-        httpx.get(proxy.url + "/health").json()["turns"]["active"] == 0
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
+    wait_for_active_turn(proxy)
     response = httpx.post(
         proxy.openai_url + "/chat/completions",
         json={"model": "sonnet", "messages": [{"role": "user", "content": "two"}]},
@@ -474,12 +477,7 @@ def test_sigterm_lets_the_running_turn_finish(make_proxy: Any, upstream: Upstrea
         )
     )
     worker.start()
-    deadline = time.monotonic() + 10
-    while (
-        httpx.get(proxy.url + "/health").json()["turns"]["active"] == 0
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
+    wait_for_active_turn(proxy)
     assert proxy.stop() == 0
     worker.join(10)
     assert results["reply"].choices[0].message.content == "finished"

@@ -95,6 +95,23 @@ def _runtime_dir(env: Mapping[str, str], data_dir: Path) -> Path:
     return data_dir / "run"
 
 
+def user_home(env: Mapping[str, str]) -> Path:
+    # From `env`, not os.path.expanduser, so a test (or a caller) can point it elsewhere.
+    home = env.get("HOME") or env.get("USERPROFILE")
+    return Path(home) if home else Path.home()
+
+
+def claude_config_dir(env: Mapping[str, str]) -> Path:
+    """Where the Claude Code CLI keeps its state: CLAUDE_CONFIG_DIR, else ~/.claude.
+
+    Not a claude-tray setting, but both the backend (transcripts) and the sign-in
+    reader need the same answer, and this is the layer below both.
+    """
+    if configured := env.get("CLAUDE_CONFIG_DIR"):
+        return Path(configured)
+    return user_home(env) / ".claude"
+
+
 def ensure_dirs(paths: Paths) -> None:
     """Create every directory in `paths`, private to the user."""
     for directory in (paths.config_dir, paths.data_dir, paths.log_dir, paths.runtime_dir):

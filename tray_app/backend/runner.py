@@ -28,7 +28,7 @@ from claude_agent_sdk import (
 
 from tray_app import __version__
 from tray_app.backend.env import child_env
-from tray_app.backend.transcript import cli_config_dir, user_line, write_transcript
+from tray_app.backend.transcript import user_line, write_transcript
 from tray_app.errors import (
     Busy,
     ClaudeTrayError,
@@ -40,7 +40,7 @@ from tray_app.errors import (
 )
 from tray_app.protocol.cli_events import CliStream
 from tray_app.protocol.model import CliEvent, ErrorReported, Turn, TurnCompleted
-from tray_app.settings import Settings
+from tray_app.settings import Settings, claude_config_dir
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ class TurnRunner:
         os.makedirs(self._work_dir, mode=0o700, exist_ok=True)
         resume = None
         if turn.history:
-            config_dir = cli_config_dir({**os.environ, **self._parent_env})
+            config_dir = claude_config_dir(self._parent_env)
             resume = await asyncio.to_thread(
                 write_transcript, config_dir, self._work_dir, turn.history
             )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,14 +92,6 @@ def transcript_lines(session_id: str, history: Iterable[Message], cwd: str) -> l
         )
         parent = line_id
     return lines
-
-
-def cli_config_dir(env: Mapping[str, str]) -> Path:
-    """Where the CLI keeps its state: CLAUDE_CONFIG_DIR, else ~/.claude."""
-    configured = env.get("CLAUDE_CONFIG_DIR")
-    if configured:
-        return Path(configured)
-    return Path(env.get("HOME") or Path.home()) / ".claude"
 
 
 def write_transcript(config_dir: Path, cwd: str, history: Iterable[Message]) -> str:

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from tray_app.settings import claude_config_dir, user_home
+
 Method = Literal["subscription", "oauth_token", "api_key", "none", "unknown"]
 
 KEYCHAIN_SERVICE = "Claude Code-credentials"
@@ -76,20 +78,13 @@ def read_signin_status(
     return _read_credentials_file(env, moment)
 
 
-def claude_config_dir(env: Mapping[str, str]) -> Path:
-    """The CLI's state folder: CLAUDE_CONFIG_DIR, else ~/.claude (HOME taken from `env`)."""
-    if configured := env.get("CLAUDE_CONFIG_DIR"):
-        return Path(configured)
-    return _home(env) / ".claude"
-
-
 def credentials_path(env: Mapping[str, str]) -> Path:
     """Where the CLI keeps `.credentials.json`."""
     # CLI 2.1.330 lets CLAUDE_SECURESTORAGE_CONFIG_DIR move the sign-in store on its own
     # (an empty value means ~/.claude); otherwise it sits in the config dir.
     secure = env.get("CLAUDE_SECURESTORAGE_CONFIG_DIR")
     if secure is not None:
-        folder = Path(secure) if secure else _home(env) / ".claude"
+        folder = Path(secure) if secure else user_home(env) / ".claude"
     else:
         folder = claude_config_dir(env)
     return folder / CREDENTIALS_FILE
@@ -112,12 +107,6 @@ def keychain_service_name(env: Mapping[str, str]) -> str:
 def keychain_account(env: Mapping[str, str]) -> str:
     user = env.get("USER", "")
     return user if _ACCOUNT_NAME.fullmatch(user) else KEYCHAIN_FALLBACK_ACCOUNT
-
-
-def _home(env: Mapping[str, str]) -> Path:
-    # From `env`, not os.path.expanduser, so a test (or a caller) can point it elsewhere.
-    home = env.get("HOME") or env.get("USERPROFILE")
-    return Path(home) if home else Path.home()
 
 
 def _read_keychain(env: Mapping[str, str], now: datetime) -> SignInStatus | None:

@@ -15,7 +15,6 @@ from tray_app.protocol.model import (
     ImagePart,
     Message,
     MessageDelta,
-    MessageStarted,
     Part,
     Role,
     SignatureDelta,
@@ -162,46 +161,33 @@ class Block:
 
 
 class Collector:
-    """Accumulates one turn's events into blocks, applying stop sequences to text."""
+    """Accumulates one turn's events into whole blocks (non-streaming answers), with the
+    same stop-sequence rules as a stream (StreamedText)."""
 
     def __init__(self, stops: tuple[str, ...] = ()) -> None:
         self.blocks: dict[int, Block] = {}
-        self.message_id = ""
-        self.model = ""
         self.stop_reason: str | None = None
         self.usage = Usage()
-        self.cost_usd: float | None = None
         self.session_id = ""
-        self.completed = False
-        self._scanner = StopScanner(stops)
-        self._text_index: int | None = None
+        self._text = StreamedText(stops)
+        self._last_text: int | None = None  # where released text belongs
 
     @property
     def stop_sequence(self) -> str | None:
-        return self._scanner.matched
-
-    def text_piece(self, index: int, text: str) -> str:
-        """The part of a text delta that may be shown (stop sequences applied)."""
-        self._text_index = index
-        return self._scanner.feed(text)
-
-    def flush_text(self) -> tuple[int | None, str]:
-        return self._text_index, self._scanner.flush()
+        return self._text.stop_sequence
 
     def feed(self, event: CliEvent) -> None:
-        if self._scanner.matched is not None and not isinstance(event, TurnCompleted):
-            return  # the answer ended at the stop sequence
-        if isinstance(event, MessageStarted):
-            self.message_id = self.message_id or event.message_id
-            self.model = self.model or event.model
-        elif isinstance(event, BlockStarted):
+        shown = self._text.feed(event)
+        if shown and self._last_text in self.blocks:
+            self.blocks[self._last_text].text.append(shown)
+        if self._text.ended(event):
+            return
+        if isinstance(event, BlockStarted):
             self.blocks[event.index] = Block(
                 event.kind, id=event.id, name=event.name, data=event.data
             )
-        elif isinstance(event, TextDelta):
-            block = self.blocks.get(event.index)
-            if block is not None:
-                block.text.append(self.text_piece(event.index, event.text))
+            if event.kind == "text":
+                self._last_text = event.index
         elif isinstance(event, ThinkingDelta | ToolInputDelta):
             block = self.blocks.get(event.index)
             if block is not None:
@@ -212,25 +198,10 @@ class Collector:
             block = self.blocks.get(event.index)
             if block is not None:
                 block.signature += event.signature
-        elif isinstance(event, BlockStopped):
-            if self._text_index == event.index and (rest := self._scanner.flush()):
-                self.blocks[event.index].text.append(rest)
-        elif isinstance(event, MessageDelta):
-            self.stop_reason = event.stop_reason or self.stop_reason
         elif isinstance(event, TurnCompleted):
-            index, rest = self.flush_text()
-            if index is not None and rest and index in self.blocks:
-                self.blocks[index].text.append(rest)
-            self.completed = True
             self.usage = event.usage
-            self.cost_usd = event.cost_usd
             self.session_id = event.session_id
-            self.stop_reason = self.final_stop_reason(event)
-
-    def final_stop_reason(self, event: TurnCompleted) -> str:
-        if self._scanner.matched is not None:
-            return "stop_sequence"
-        return self.stop_reason or event.stop_reason or "end_turn"
+            self.stop_reason = self._text.final_stop_reason(event)
 
     def ordered(self) -> list[Block]:
         return [self.blocks[i] for i in sorted(self.blocks)]

@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import ipaddress
 import logging
-import os
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
@@ -172,7 +171,7 @@ async def serve(
     runner = TurnRunner(settings, env, cli_path)
 
     def signin() -> SignInStatus:
-        return read_signin_status({**os.environ, **env}, upstream_api_key=settings.upstream_api_key)
+        return read_signin_status(env, upstream_api_key=settings.upstream_api_key)
 
     app = build_app(routes.Context(settings, runner, cli, signin))
     app_runner = web.AppRunner(

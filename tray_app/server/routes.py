@@ -88,21 +88,22 @@ async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
     if turn.ignored:
         headers["X-Claude-Tray-Ignored"] = ",".join(turn.ignored)
     log.info(
-        "[%s] %s turn: model=%s history=%d stream=%s",
+        "[%s] %s turn: model=%s history=%d stream=%s user=%s",
         rid,
         turn.api,
         model,
         len(turn.history),
         turn.stream,
+        turn.user or "-",
     )
     events = ctx.runner.events(turn, model, rid)
     async with _Pump(events) as pump:
         if not turn.stream:
-            return await _whole(turn, pump, headers, rid)
+            return await _whole(turn, pump, headers)
         return await _stream(request, turn, pump, headers, rid)
 
 
-async def _whole(turn: Turn, pump: _Pump, headers: dict[str, str], rid: str) -> web.Response:
+async def _whole(turn: Turn, pump: _Pump, headers: dict[str, str]) -> web.Response:
     collector = Collector(turn.stop)
     while (event := await pump.next(None)) is not None:
         collector.feed(event)
