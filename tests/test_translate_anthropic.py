@@ -9,7 +9,13 @@ import pytest
 from transcripts import lines, replay
 
 from tray_app.errors import InvalidRequest
-from tray_app.protocol.anthropic import MessagesStream, message_body, parse_request
+from tray_app.protocol.anthropic import (
+    MessagesStream,
+    count_tokens_body,
+    message_body,
+    parse_count_tokens,
+    parse_request,
+)
 from tray_app.protocol.common import Collector
 from tray_app.protocol.model import (
     CliEvent,
@@ -17,7 +23,9 @@ from tray_app.protocol.model import (
     Message,
     TextPart,
     ThinkingPart,
+    ToolChoice,
     ToolResultPart,
+    ToolSpec,
     ToolUsePart,
     Turn,
 )
@@ -179,8 +187,20 @@ TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input":
             {"model": "m", "messages": [user("hi")]}, turn(max_tokens=None), id="no-max_tokens"
         ),
         pytest.param(
-            body(thinking={"type": "enabled"}, top_k=5, temperature=0.5, tools=[]),
-            turn(ignored=("temperature", "top_k", "thinking", "tools")),
+            body(
+                top_k=5,
+                temperature=0.5,
+                tools=[{"type": "web_search_20250305", "name": "web_search"}],
+                context_management={"edits": []},
+            ),
+            turn(
+                ignored=(
+                    "temperature",
+                    "top_k",
+                    "context_management",
+                    "tools[type=web_search_20250305]",
+                )
+            ),
             id="ignored-fields",
         ),
     ],
@@ -261,6 +281,388 @@ def test_parse_request_rejects(request_body: Any, param: str | None) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_request(request_body)
     assert caught.value.param == param
+
+
+# ---- tools, structured output, thinking, sessions ----
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
+WEATHER_SPEC = ToolSpec("get_weather", "Weather for a city.", WEATHER_SCHEMA)
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather for a city.",
+    "input_schema": WEATHER_SCHEMA,
+}
+
+
+def tool(**fields: Any) -> dict[str, Any]:
+    return {**WEATHER_TOOL, **fields}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "expected"),
+    [
+        pytest.param(body(tools=[tool()]), turn(tools=(WEATHER_SPEC,)), id="custom-tool"),
+        pytest.param(
+            body(
+                tools=[
+                    tool(
+                        type="custom",
+                        cache_control={"type": "ephemeral"},
+                        eager_input_streaming=True,
+                        strict=True,
+                        input_examples=[{"city": "Paris"}],
+                        defer_loading=False,
+                    )
+                ]
+            ),
+            turn(tools=(WEATHER_SPEC,)),
+            id="custom-tool-extra-keys-tolerated",
+        ),
+        pytest.param(
+            body(tools=[{"name": "now", "input_schema": {"type": "object"}}]),
+            turn(tools=(ToolSpec("now", "", {"type": "object"}),)),
+            id="custom-tool-no-description",
+        ),
+        pytest.param(
+            body(
+                tools=[
+                    {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+                    tool(),
+                    {"type": "bash_20250124", "name": "bash"},
+                    {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"},
+                    {"type": "computer_20250124", "name": "computer", "display_width_px": 1024},
+                    {"type": "code_execution_20250825", "name": "code_execution"},
+                    {"type": "web_search_20250305", "name": "web_search_2"},
+                    {"type": "evil\nheader"},
+                ]
+            ),
+            turn(
+                tools=(WEATHER_SPEC,),
+                ignored=(
+                    "tools[type=web_search_20250305]",
+                    "tools[type=bash_20250124]",
+                    "tools[type=text_editor_20250728]",
+                    "tools[type=computer_20250124]",
+                    "tools[type=code_execution_20250825]",
+                    "tools[type=unknown]",
+                ),
+            ),
+            id="server-tools-ignored",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "auto"}),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("auto")),
+            id="tool_choice-auto",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "any"}),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("required")),
+            id="tool_choice-any",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "tool", "name": "get_weather"}),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("tool", "get_weather")),
+            id="tool_choice-tool",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "none"}),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("none")),
+            id="tool_choice-none",
+        ),
+        pytest.param(
+            body(tool_choice={"type": "auto"}),
+            turn(tool_choice=ToolChoice("auto")),
+            id="tool_choice-auto-without-tools",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "auto", "disable_parallel_tool_use": True}),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("auto"), parallel_tool_calls=False),
+            id="disable_parallel_tool_use",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "any", "disable_parallel_tool_use": False}),
+            turn(
+                tools=(WEATHER_SPEC,), tool_choice=ToolChoice("required"), parallel_tool_calls=True
+            ),
+            id="parallel-allowed",
+        ),
+        pytest.param(
+            body(thinking={"type": "enabled", "budget_tokens": 1024}),
+            turn(thinking_budget=1024),
+            id="thinking-enabled",
+        ),
+        pytest.param(
+            body(thinking={"type": "disabled"}), turn(thinking_budget=0), id="thinking-disabled"
+        ),
+        pytest.param(body(thinking={"type": "adaptive"}), turn(), id="thinking-adaptive"),
+        *[
+            pytest.param(
+                body(output_config={"effort": effort}), turn(effort=effort), id=f"effort-{effort}"
+            )
+            for effort in ("low", "medium", "high", "xhigh", "max")
+        ],
+        pytest.param(
+            body(output_config={"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}}),
+            turn(output_schema=WEATHER_SCHEMA),
+            id="output_config-format",
+        ),
+        pytest.param(
+            body(output_format={"type": "json_schema", "schema": WEATHER_SCHEMA}),
+            turn(output_schema=WEATHER_SCHEMA),
+            id="output_format",
+        ),
+        pytest.param(
+            body(
+                output_config={
+                    "effort": "high",
+                    "format": {"type": "json_schema", "schema": WEATHER_SCHEMA},
+                },
+                output_format={"type": "json_schema", "schema": {"type": "object"}},
+            ),
+            turn(effort="high", output_schema=WEATHER_SCHEMA),
+            id="output_config-format-wins",
+        ),
+        pytest.param(
+            body(output_config={"task_budget": {"total": 10}, "effort": None}),
+            turn(ignored=("output_config.task_budget",)),
+            id="output_config-unknown-key-ignored",
+        ),
+        pytest.param(
+            body(session_id="s-1", ephemeral=True),
+            turn(session_id="s-1", ephemeral=True),
+            id="session_id-ephemeral",
+        ),
+    ],
+)
+def test_parse_request_options(request_body: dict[str, Any], expected: Turn) -> None:
+    assert parse_request(request_body) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_body", "param", "says"),
+    [
+        pytest.param(body(tools="all"), "tools", "must be an array", id="tools-string"),
+        pytest.param(body(tools=[5]), "tools[0]", "must be an object", id="tool-number"),
+        pytest.param(
+            body(tools=[tool(name=None)]), "tools[0].name", "is required", id="name-missing"
+        ),
+        pytest.param(
+            body(tools=[tool(name="get weather")]),
+            "tools[0].name",
+            "1 to 64 letters, digits, '_' or '-'",
+            id="name-space",
+        ),
+        pytest.param(
+            body(tools=[tool(name="x" * 65)]), "tools[0].name", "1 to 64", id="name-65-characters"
+        ),
+        pytest.param(
+            body(tools=[tool(description=["a"])]),
+            "tools[0].description",
+            "must be a string",
+            id="description-array",
+        ),
+        pytest.param(
+            body(tools=[{"name": "now"}]),
+            "tools[0].input_schema",
+            "is required",
+            id="input_schema-missing",
+        ),
+        pytest.param(
+            body(tools=[tool(input_schema=[])]),
+            "tools[0].input_schema",
+            "must be an object",
+            id="input_schema-array",
+        ),
+        pytest.param(
+            body(tools=[tool(input_schema={"type": "array"})]),
+            "tools[0].input_schema",
+            "'type': 'object'",
+            id="input_schema-not-object-schema",
+        ),
+        pytest.param(
+            body(tools=[tool(), tool(type="custom")]),
+            "tools[1].name",
+            "Two tools are named 'get_weather'",
+            id="duplicate-names",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice="auto"),
+            "tool_choice",
+            "must be an object",
+            id="tool_choice-string",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "required"}),
+            "tool_choice.type",
+            "must be auto, any, tool or none",
+            id="tool_choice-unknown-type",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "tool"}),
+            "tool_choice.name",
+            "is required",
+            id="tool_choice-tool-without-name",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "tool", "name": "get_time"}),
+            "tool_choice.name",
+            "'get_time', which is not among the declared tools (get_weather)",
+            id="tool_choice-unknown-tool",
+        ),
+        pytest.param(
+            body(tool_choice={"type": "any"}),
+            "tool_choice",
+            "declares no function tools",
+            id="any-without-tools",
+        ),
+        pytest.param(
+            body(
+                tools=[{"type": "web_search_20250305", "name": "web_search"}],
+                tool_choice={"type": "tool", "name": "web_search"},
+            ),
+            "tool_choice",
+            "declares no function tools",
+            id="tool_choice-server-tool",
+        ),
+        pytest.param(
+            body(tools=[tool()], tool_choice={"type": "auto", "disable_parallel_tool_use": 1}),
+            "tool_choice.disable_parallel_tool_use",
+            "must be a boolean",
+            id="disable_parallel_tool_use-number",
+        ),
+        pytest.param(
+            body(thinking={"type": "enabled", "budget_tokens": 1023}),
+            "thinking.budget_tokens",
+            "must be at least 1024, not 1023",
+            id="budget-too-small",
+        ),
+        pytest.param(
+            body(thinking={"type": "enabled"}),
+            "thinking.budget_tokens",
+            "is required",
+            id="budget-missing",
+        ),
+        pytest.param(
+            body(thinking={"type": "enabled", "budget_tokens": "2048"}),
+            "thinking.budget_tokens",
+            "must be an integer",
+            id="budget-string",
+        ),
+        pytest.param(
+            body(thinking={"type": "on"}),
+            "thinking.type",
+            "must be enabled, disabled or adaptive",
+            id="thinking-unknown-type",
+        ),
+        pytest.param(body(thinking=True), "thinking", "must be an object", id="thinking-bool"),
+        pytest.param(
+            body(output_config={"effort": "extreme"}),
+            "output_config.effort",
+            "must be one of low, medium, high, xhigh, max",
+            id="effort-unknown",
+        ),
+        pytest.param(
+            body(output_config="high"), "output_config", "must be an object", id="output_config-str"
+        ),
+        pytest.param(
+            body(output_config={"format": {"type": "json"}}),
+            "output_config.format.type",
+            '{"type": "json_schema", "schema": {...}}',
+            id="format-type",
+        ),
+        pytest.param(
+            body(output_config={"format": {"type": "json_schema"}}),
+            "output_config.format.schema",
+            "not missing",
+            id="format-schema-missing",
+        ),
+        pytest.param(
+            body(output_format={"type": "json_schema", "schema": "{}"}),
+            "output_format.schema",
+            "not a string",
+            id="output_format-schema-string",
+        ),
+        pytest.param(body(session_id=["s"]), "session_id", "must be a string", id="session_id"),
+        pytest.param(body(ephemeral=1), "ephemeral", "must be a boolean", id="ephemeral-1"),
+    ],
+)
+def test_parse_request_rejects_options(request_body: Any, param: str, says: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(request_body)
+    assert (caught.value.param, says in caught.value.message) == (param, True), caught.value.message
+
+
+# As in the OpenAI test: JSON Schema 2020-12 with keywords and numbers a rewrite would damage.
+SCHEMA_2020_12 = (
+    '{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object",'
+    '"properties":{"n":{"type":"integer","exclusiveMinimum":0,'
+    '"maximum":1180591620717411303424,"minimum":-1180591620717411303424},'
+    '"tags":{"type":"array","prefixItems":[{"type":"string"}],"unevaluatedItems":false},'
+    '"when":{"$ref":"#/$defs/when"}},"required":["n"],'
+    '"$defs":{"when":{"type":["string","null"],"$comment":"é"}}}'
+)
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_schemas_pass_through_byte_identical() -> None:
+    raw = (
+        '{"model":"m","max_tokens":64,"messages":[{"role":"user","content":"hi"}],'
+        '"tools":[{"name":"f","input_schema":SCHEMA}],'
+        '"output_config":{"format":{"type":"json_schema","schema":SCHEMA}}}'
+    ).replace("SCHEMA", SCHEMA_2020_12)
+    parsed = parse_request(json.loads(raw))
+    assert compact(parsed.tools[0].input_schema) == SCHEMA_2020_12
+    assert compact(parsed.output_schema) == SCHEMA_2020_12
+
+
+# ---- count_tokens ----
+
+
+def test_count_tokens_needs_no_max_tokens_and_never_streams() -> None:
+    request = {"model": "m", "messages": [user("hi")], "stream": True, "tools": [WEATHER_TOOL]}
+    assert parse_count_tokens(request) == turn(max_tokens=None, tools=(WEATHER_SPEC,))
+
+
+def test_count_tokens_ignores_max_tokens() -> None:
+    assert parse_count_tokens(body(max_tokens=0)) == turn(max_tokens=None)
+
+
+def test_count_tokens_may_end_with_the_assistant() -> None:
+    request = {"model": "m", "messages": [user("hi"), assistant("Hello")]}
+    assert parse_count_tokens(request) == turn(
+        max_tokens=None,
+        prompt=(),
+        history=(Message("user", (TextPart("hi"),)), Message("assistant", (TextPart("Hello"),))),
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_body", "param"),
+    [
+        pytest.param({"messages": [user("hi")]}, "model", id="model-missing"),
+        pytest.param({"model": "m", "messages": []}, "messages", id="messages-empty"),
+        pytest.param(
+            {"model": "m", "messages": [user("hi")], "thinking": {"type": "enabled"}},
+            "thinking.budget_tokens",
+            id="thinking-budget-missing",
+        ),
+    ],
+)
+def test_count_tokens_rejects(request_body: Any, param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_count_tokens(request_body)
+    assert caught.value.param == param
+
+
+def test_count_tokens_body() -> None:
+    assert count_tokens_body(42) == {"input_tokens": 42}
 
 
 # ---- streaming ----

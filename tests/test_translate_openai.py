@@ -15,7 +15,9 @@ from tray_app.protocol.model import (
     ImagePart,
     Message,
     TextPart,
+    ToolChoice,
     ToolResultPart,
+    ToolSpec,
     ToolUsePart,
     Turn,
 )
@@ -154,8 +156,13 @@ WEATHER_CALL = {
         pytest.param(body(stop=["a", "b"]), turn(stop=("a", "b")), id="stop-list"),
         pytest.param(body(n=1, user="u-1"), turn(user="u-1"), id="n-1-and-user"),
         pytest.param(
-            body(tools=[{"type": "function"}], temperature=0.2, seed=7, top_p=None),
-            turn(ignored=("temperature", "seed", "tools")),
+            body(
+                tools=[{"type": "custom", "custom": {"name": "apply_patch"}}],
+                temperature=0.2,
+                seed=7,
+                top_p=None,
+            ),
+            turn(ignored=("temperature", "seed", "tools[type=custom]")),
             id="ignored-fields",
         ),
         pytest.param(
@@ -249,6 +256,486 @@ def test_parse_request_rejects(request_body: Any, param: str | None) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_request(request_body)
     assert caught.value.param == param
+
+
+# ---- tools, structured output, reasoning, sessions ----
+
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
+WEATHER_SPEC = ToolSpec("get_weather", "Weather for a city.", WEATHER_SCHEMA)
+NO_ARGS = {"type": "object", "properties": {}}
+
+
+def function_tool(name: str = "get_weather", **fields: Any) -> dict[str, Any]:
+    function = {"name": name, "description": "Weather for a city.", "parameters": WEATHER_SCHEMA}
+    return {"type": "function", "function": {**function, **fields}}
+
+
+def named(name: str) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": name}}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "expected"),
+    [
+        pytest.param(
+            body(tools=[function_tool(strict=True)]),
+            turn(tools=(WEATHER_SPEC,)),
+            id="function-tool",
+        ),
+        pytest.param(
+            body(tools=[{"type": "function", "function": {"name": "now"}}]),
+            turn(tools=(ToolSpec("now", "", NO_ARGS),)),
+            id="function-tool-defaults",
+        ),
+        pytest.param(
+            body(tools=[{"function": {"name": "now", "description": None, "parameters": None}}]),
+            turn(tools=(ToolSpec("now", "", NO_ARGS),)),
+            id="function-tool-type-omitted-nulls",
+        ),
+        pytest.param(
+            body(tools=[{"type": "function", "function": {"name": "A-z_09", "parameters": {}}}]),
+            turn(tools=(ToolSpec("A-z_09", "", {}),)),
+            id="empty-parameters-kept-as-sent",
+        ),
+        pytest.param(
+            body(tools=[function_tool(name="a" * 64)]),
+            turn(tools=(ToolSpec("a" * 64, "Weather for a city.", WEATHER_SCHEMA),)),
+            id="name-64-characters",
+        ),
+        pytest.param(body(tools=[]), turn(), id="tools-empty"),
+        pytest.param(
+            body(
+                tools=[
+                    {"type": "custom", "custom": {"name": "apply_patch"}},
+                    function_tool(),
+                    {"type": "custom", "custom": {"name": "grep"}},
+                    {"type": "web_search"},
+                    {"type": "bad\r\nX-Evil: 1"},
+                    {"type": 5},
+                ]
+            ),
+            turn(
+                tools=(WEATHER_SPEC,),
+                ignored=(
+                    "tools[type=custom]",
+                    "tools[type=web_search]",
+                    "tools[type=unknown]",
+                ),
+            ),
+            id="non-function-tools-ignored",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice="auto"),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("auto")),
+            id="tool_choice-auto",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice="none"),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("none")),
+            id="tool_choice-none",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice="required"),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("required")),
+            id="tool_choice-required",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice=named("get_weather")),
+            turn(tools=(WEATHER_SPEC,), tool_choice=ToolChoice("tool", "get_weather")),
+            id="tool_choice-named",
+        ),
+        pytest.param(
+            body(tool_choice="none"), turn(tool_choice=ToolChoice("none")), id="none-without-tools"
+        ),
+        pytest.param(
+            body(tool_choice="auto"), turn(tool_choice=ToolChoice("auto")), id="auto-without-tools"
+        ),
+        pytest.param(
+            body(tools=[function_tool()], parallel_tool_calls=False),
+            turn(tools=(WEATHER_SPEC,), parallel_tool_calls=False),
+            id="parallel_tool_calls",
+        ),
+        pytest.param(
+            body(
+                functions=[{"name": "now"}, function_tool()["function"]],
+                function_call={"name": "now"},
+            ),
+            turn(
+                tools=(ToolSpec("now", "", NO_ARGS), WEATHER_SPEC),
+                tool_choice=ToolChoice("tool", "now"),
+            ),
+            id="legacy-functions",
+        ),
+        pytest.param(
+            body(functions=[{"name": "now"}], function_call="none"),
+            turn(tools=(ToolSpec("now", "", NO_ARGS),), tool_choice=ToolChoice("none")),
+            id="legacy-function_call-none",
+        ),
+        pytest.param(
+            body(
+                tools=[function_tool()],
+                functions=[{"name": "now"}],
+                tool_choice="required",
+                function_call="none",
+            ),
+            turn(
+                tools=(WEATHER_SPEC, ToolSpec("now", "", NO_ARGS)),
+                tool_choice=ToolChoice("required"),
+            ),
+            id="tools-and-functions-tool_choice-wins",
+        ),
+        pytest.param(
+            body(
+                user("time?"),
+                {"role": "assistant", "function_call": {"name": "now", "arguments": "{}"}},
+                {"role": "function", "name": "now", "content": "noon"},
+                functions=[{"name": "now"}],
+            ),
+            turn(
+                ToolResultPart("call_legacy_1", (TextPart("noon"),)),
+                history=(
+                    Message("user", (TextPart("time?"),)),
+                    Message("assistant", (ToolUsePart("call_legacy_1", "now", {}),)),
+                ),
+                tools=(ToolSpec("now", "", NO_ARGS),),
+            ),
+            id="legacy-function-history-paired",
+        ),
+        pytest.param(
+            body(
+                user("chart?"),
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": ""}}
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "tool_call_id": "c1",
+                    "content": [
+                        {"type": "text", "text": "chart:"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    ],
+                },
+            ),
+            turn(
+                ToolResultPart("c1", (TextPart("chart:"), ImagePart("image/png", PNG))),
+                history=(
+                    Message("user", (TextPart("chart?"),)),
+                    Message("assistant", (ToolUsePart("c1", "f", {}),)),
+                ),
+            ),
+            id="tool-message-text-and-image-parts",
+        ),
+        pytest.param(body(response_format={"type": "text"}), turn(), id="response_format-text"),
+        pytest.param(
+            body(response_format={"type": "json_object"}),
+            turn(output_schema={"type": "object"}),
+            id="response_format-json_object",
+        ),
+        pytest.param(
+            body(
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "w", "schema": WEATHER_SCHEMA, "strict": True},
+                }
+            ),
+            turn(output_schema=WEATHER_SCHEMA),
+            id="response_format-json_schema",
+        ),
+        pytest.param(body(reasoning_effort="minimal"), turn(effort="low"), id="effort-minimal"),
+        pytest.param(body(reasoning_effort="low"), turn(effort="low"), id="effort-low"),
+        pytest.param(body(reasoning_effort="medium"), turn(effort="medium"), id="effort-medium"),
+        pytest.param(body(reasoning_effort="high"), turn(effort="high"), id="effort-high"),
+        pytest.param(body(reasoning_effort="xhigh"), turn(effort="xhigh"), id="effort-xhigh"),
+        pytest.param(body(reasoning_effort="none"), turn(thinking_budget=0), id="effort-none"),
+        pytest.param(
+            body(session_id="s-1", ephemeral=True),
+            turn(session_id="s-1", ephemeral=True),
+            id="session_id-ephemeral",
+        ),
+        pytest.param(body(session_id="", ephemeral=False), turn(), id="session_id-empty"),
+    ],
+)
+def test_parse_request_options(request_body: dict[str, Any], expected: Turn) -> None:
+    assert parse_request(request_body) == expected
+
+
+def call(arguments: Any) -> dict[str, Any]:
+    return {"id": "c", "type": "function", "function": {"name": "f", "arguments": arguments}}
+
+
+@pytest.mark.parametrize(
+    ("request_body", "param", "says"),
+    [
+        pytest.param(body(tools={"a": 1}), "tools", "must be an array", id="tools-object"),
+        pytest.param(body(tools=["f"]), "tools[0]", "must be an object", id="tool-string"),
+        pytest.param(
+            body(tools=[{"type": "function"}]),
+            "tools[0].function",
+            "is required",
+            id="function-missing",
+        ),
+        pytest.param(
+            body(tools=[{"type": "function", "function": {}}]),
+            "tools[0].function.name",
+            "is required",
+            id="name-missing",
+        ),
+        pytest.param(
+            body(tools=[function_tool(name="get weather")]),
+            "tools[0].function.name",
+            "1 to 64 letters, digits, '_' or '-'",
+            id="name-space",
+        ),
+        pytest.param(
+            body(tools=[function_tool(name="a" * 65)]),
+            "tools[0].function.name",
+            "1 to 64",
+            id="name-65-characters",
+        ),
+        pytest.param(
+            body(tools=[function_tool(name="fs.read")]),
+            "tools[0].function.name",
+            "not allowed",
+            id="name-dot",
+        ),
+        pytest.param(
+            body(tools=[function_tool(description=5)]),
+            "tools[0].function.description",
+            "must be a string",
+            id="description-number",
+        ),
+        pytest.param(
+            body(tools=[function_tool(parameters=["city"])]),
+            "tools[0].function.parameters",
+            "must be a JSON Schema object, not an array",
+            id="parameters-array",
+        ),
+        pytest.param(
+            body(tools=[function_tool(parameters={"type": "string"})]),
+            "tools[0].function.parameters",
+            "'type': 'object'",
+            id="parameters-not-object-schema",
+        ),
+        pytest.param(
+            body(tools=[function_tool(strict="yes")]),
+            "tools[0].function.strict",
+            "must be a boolean",
+            id="strict-string",
+        ),
+        pytest.param(
+            body(tools=[function_tool(), function_tool()]),
+            "tools[1].function.name",
+            "Two tools are named 'get_weather'",
+            id="duplicate-names",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], functions=[{"name": "get_weather"}]),
+            "functions[0].name",
+            "must be unique",
+            id="duplicate-across-tools-and-functions",
+        ),
+        pytest.param(
+            body(functions=[{"name": "now", "parameters": "{}"}]),
+            "functions[0].parameters",
+            "not a string",
+            id="legacy-parameters-string",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice=named("get_time")),
+            "tool_choice.function.name",
+            "'get_time', which is not among the declared tools (get_weather)",
+            id="tool_choice-unknown-tool",
+        ),
+        pytest.param(
+            body(tool_choice="required"),
+            "tool_choice",
+            "declares no function tools",
+            id="required-without-tools",
+        ),
+        pytest.param(
+            body(tool_choice=named("f")),
+            "tool_choice",
+            "declares no function tools",
+            id="named-without-tools",
+        ),
+        pytest.param(
+            body(tools=[{"type": "custom", "custom": {"name": "f"}}], tool_choice="required"),
+            "tool_choice",
+            "declares no function tools",
+            id="required-with-only-custom-tools",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice="sometimes"),
+            "tool_choice",
+            "must be 'none', 'auto', 'required' or",
+            id="tool_choice-unknown-string",
+        ),
+        pytest.param(
+            body(
+                tools=[function_tool()],
+                tool_choice={"type": "allowed_tools", "allowed_tools": {"mode": "auto"}},
+            ),
+            "tool_choice",
+            "other forms are not supported",
+            id="tool_choice-allowed_tools",
+        ),
+        pytest.param(
+            body(tools=[function_tool()], tool_choice={"type": "function", "function": {}}),
+            "tool_choice.function.name",
+            "is required",
+            id="tool_choice-name-missing",
+        ),
+        pytest.param(
+            body(functions=[{"name": "now"}], function_call="required"),
+            "function_call",
+            "must be 'none', 'auto' or",
+            id="function_call-required",
+        ),
+        pytest.param(
+            body(functions=[{"name": "now"}], function_call={"name": "later"}),
+            "function_call.name",
+            "'later', which is not among the declared tools (now)",
+            id="function_call-unknown",
+        ),
+        pytest.param(
+            body(parallel_tool_calls="no"),
+            "parallel_tool_calls",
+            "must be a boolean",
+            id="parallel_tool_calls-string",
+        ),
+        pytest.param(
+            body(response_format={"type": "xml"}),
+            "response_format.type",
+            "'text', 'json_object' or 'json_schema'",
+            id="response_format-unknown",
+        ),
+        pytest.param(
+            body(response_format="json"),
+            "response_format",
+            "must be an object",
+            id="response_format-string",
+        ),
+        pytest.param(
+            body(response_format={"type": "json_schema"}),
+            "response_format.json_schema",
+            "is required",
+            id="json_schema-missing",
+        ),
+        pytest.param(
+            body(response_format={"type": "json_schema", "json_schema": {"name": "w"}}),
+            "response_format.json_schema.schema",
+            "must be a JSON Schema object, not missing",
+            id="schema-missing",
+        ),
+        pytest.param(
+            body(
+                response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": []}}
+            ),
+            "response_format.json_schema.schema",
+            "must be a JSON Schema object, not an array",
+            id="schema-array",
+        ),
+        pytest.param(
+            body(reasoning_effort="max"),
+            "reasoning_effort",
+            "must be one of none, minimal, low, medium, high, xhigh",
+            id="effort-max",
+        ),
+        pytest.param(
+            body(reasoning_effort=1), "reasoning_effort", "must be a string", id="effort-number"
+        ),
+        pytest.param(body(session_id=5), "session_id", "must be a string", id="session_id-5"),
+        pytest.param(
+            body(session_id="s" * 257), "session_id", "longer than 256", id="session_id-long"
+        ),
+        pytest.param(body(ephemeral="yes"), "ephemeral", "must be a boolean", id="ephemeral-yes"),
+        pytest.param(
+            body(user("q"), {"role": "assistant", "tool_calls": [call("[1, 2]")]}, user("r")),
+            "messages[1].tool_calls[0].function.arguments",
+            "must encode a JSON object",
+            id="arguments-array",
+        ),
+        pytest.param(
+            body(user("q"), {"role": "assistant", "tool_calls": [call('"x"')]}, user("r")),
+            "messages[1].tool_calls[0].function.arguments",
+            "must encode a JSON object",
+            id="arguments-string",
+        ),
+        pytest.param(
+            body(user("q"), {"role": "assistant", "tool_calls": [call("{'a': 1}")]}, user("r")),
+            "messages[1].tool_calls[0].function.arguments",
+            "is not valid JSON",
+            id="arguments-python-repr",
+        ),
+        pytest.param(
+            body(
+                user("q"),
+                {"role": "assistant", "function_call": {"name": "f", "arguments": "{"}},
+                user("r"),
+            ),
+            "messages[1].function_call.arguments",
+            "is not valid JSON",
+            id="legacy-arguments-not-json",
+        ),
+        pytest.param(
+            body(user("q"), {"role": "assistant", "function_call": "f"}, user("r")),
+            "messages[1].function_call",
+            "must be an object",
+            id="legacy-function_call-string",
+        ),
+        pytest.param(
+            body(
+                user("q"),
+                {"role": "assistant", "tool_calls": [call("{}")]},
+                {"role": "tool", "tool_call_id": "c", "content": [{"type": "file", "file": {}}]},
+            ),
+            "messages[2].content[0].type",
+            "send text or image_url parts",
+            id="tool-message-file-part",
+        ),
+    ],
+)
+def test_parse_request_rejects_options(request_body: Any, param: str, says: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(request_body)
+    assert (caught.value.param, says in caught.value.message) == (param, True), caught.value.message
+
+
+# A JSON Schema 2020-12 document as a client sends it, with keywords and numbers that a
+# rewrite would damage: $schema, $defs/$ref, exclusiveMinimum as a number, 2**70 bounds.
+SCHEMA_2020_12 = (
+    '{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object",'
+    '"properties":{"n":{"type":"integer","exclusiveMinimum":0,'
+    '"maximum":1180591620717411303424,"minimum":-1180591620717411303424},'
+    '"ratio":{"type":"number","exclusiveMaximum":0.1},'
+    '"tags":{"type":"array","prefixItems":[{"type":"string"}],"unevaluatedItems":false},'
+    '"when":{"$ref":"#/$defs/when"}},'
+    '"required":["n"],"additionalProperties":false,'
+    '"$defs":{"when":{"type":["string","null"],"format":"date-time","$comment":"é"}}}'
+)
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_schemas_pass_through_byte_identical() -> None:
+    raw = (
+        '{"model":"m","messages":[{"role":"user","content":"hi"}],'
+        '"tools":[{"type":"function","function":{"name":"f","parameters":SCHEMA}}],'
+        '"response_format":{"type":"json_schema","json_schema":{"name":"o","schema":SCHEMA}}}'
+    ).replace("SCHEMA", SCHEMA_2020_12)
+    parsed = parse_request(json.loads(raw))
+    assert compact(parsed.tools[0].input_schema) == SCHEMA_2020_12
+    assert compact(parsed.output_schema) == SCHEMA_2020_12
 
 
 # ---- streaming ----

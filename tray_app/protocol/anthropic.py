@@ -9,16 +9,24 @@ from tray_app.errors import InvalidRequest
 from tray_app.protocol.common import (
     Collector,
     StreamedText,
+    add_tool,
+    checked_tool_choice,
     field_of,
+    ignored_tool,
     image_from_data_url,
     image_part,
+    output_schema,
     positive_int,
+    session_fields,
     split_conversation,
+    tool_name,
+    tool_schema,
 )
 from tray_app.protocol.model import (
     BlockStarted,
     BlockStopped,
     CliEvent,
+    Effort,
     ImagePart,
     MessageStarted,
     Part,
@@ -27,44 +35,72 @@ from tray_app.protocol.model import (
     TextPart,
     ThinkingDelta,
     ThinkingPart,
+    ToolChoice,
+    ToolChoiceMode,
     ToolInputDelta,
     ToolResultPart,
+    ToolSpec,
     ToolUsePart,
     Turn,
     TurnCompleted,
     Usage,
 )
 
+# Accepted so clients do not break, but the Claude Code runtime has no knob for them.
 IGNORED_FIELDS = (
     "temperature",
     "top_p",
     "top_k",
-    "thinking",
-    "tools",
-    "tool_choice",
     "service_tier",
     "container",
     "mcp_servers",
     "context_management",
-    "output_config",
 )
+
+EFFORTS: tuple[Effort, ...] = ("low", "medium", "high", "xhigh", "max")
+TOOL_CHOICES: dict[str, ToolChoiceMode] = {
+    "auto": "auto",
+    "any": "required",
+    "tool": "tool",
+    "none": "none",
+}
+# Server tools run on Anthropic's side (web search, code execution) or are Anthropic-
+# defined client tools (bash, text editor, computer): only custom tools can be offered.
+_CUSTOM_TOOL_TYPES = (None, "custom")
+MIN_THINKING_BUDGET = 1024
 
 
 def parse_request(body: Any) -> Turn:
+    """A `POST /v1/messages` body."""
+    return _parse(body, counting=False)
+
+
+def parse_count_tokens(body: Any) -> Turn:
+    """A `POST /v1/messages/count_tokens` body: a messages body without `max_tokens` or
+    `stream` (ignored when sent), which may end on an assistant message."""
+    return _parse(body, counting=True)
+
+
+def count_tokens_body(n: int) -> dict[str, Any]:
+    return {"input_tokens": n}
+
+
+def _parse(body: Any, *, counting: bool) -> Turn:
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     model = field_of(body, "model", str, required=True)
     raw_messages = field_of(body, "messages", list, required=True)
     if not raw_messages:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
-    max_tokens = positive_int(body, "max_tokens")
-    stream = field_of(body, "stream", bool) or False
+    max_tokens = None if counting else positive_int(body, "max_tokens")
+    stream = False if counting else field_of(body, "stream", bool) or False
     stops = tuple(field_of(body, "stop_sequences", list) or ())
     if not all(isinstance(s, str) for s in stops):
         raise InvalidRequest(
             "'stop_sequences' must be an array of strings.", param="stop_sequences"
         )
-    field_of(body, "metadata", dict)
+    metadata = field_of(body, "metadata", dict) or {}
+    user_id = metadata.get("user_id")
 
     system_value = field_of(body, "system", (str, list))
     if isinstance(system_value, list):
@@ -72,6 +108,12 @@ def parse_request(body: Any) -> Turn:
         system = "\n\n".join(t for t in system_texts if t) or None
     else:
         system = system_value or None
+
+    tools, ignored_tools = _tools(body)
+    tool_choice, parallel_tool_calls = _tool_choice(body, tools)
+    thinking_budget = _thinking(body)
+    effort, schema, ignored_output = _output_config(body)
+    session_id, ephemeral = session_fields(body)
 
     turns: list[tuple[Role, list[Part]]] = []
     for i, raw in enumerate(raw_messages):
@@ -95,8 +137,8 @@ def parse_request(body: Any) -> Turn:
                 param=f"{where}.content",
             )
         turns.append(("user" if role == "user" else "assistant", parts))
-    history, prompt = split_conversation(turns)
-    metadata = body.get("metadata") or {}
+    history, prompt = split_conversation(turns, allow_assistant_last=counting)
+    ignored = [k for k in IGNORED_FIELDS if body.get(k) is not None]
     return Turn(
         api="anthropic",
         model=model,
@@ -106,9 +148,125 @@ def parse_request(body: Any) -> Turn:
         stream=stream,
         max_tokens=max_tokens,
         stop=stops,
-        ignored=tuple(k for k in IGNORED_FIELDS if body.get(k) is not None),
-        user=metadata.get("user_id") if isinstance(metadata.get("user_id"), str) else None,
+        ignored=(*ignored, *ignored_output, *ignored_tools),
+        user=user_id if isinstance(user_id, str) else None,
+        tools=tuple(tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        output_schema=schema,
+        effort=effort,
+        thinking_budget=thinking_budget,
+        session_id=session_id,
+        ephemeral=ephemeral,
     )
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[ToolSpec], list[str]]:
+    """Custom tools; server and Anthropic-defined tools are named for the ignored list.
+
+    Keys the runtime has no use for (cache_control, eager_input_streaming, strict,
+    input_examples, defer_loading, ...) are tolerated on custom tools.
+    """
+    tools: list[ToolSpec] = []
+    ignored: list[str] = []
+    for i, raw in enumerate(field_of(body, "tools", list) or ()):
+        where = f"tools[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidRequest(f"'{where}' must be an object.", param=where)
+        kind = raw.get("type")
+        if kind not in _CUSTOM_TOOL_TYPES:
+            entry = ignored_tool(kind)
+            if entry not in ignored:
+                ignored.append(entry)
+            continue
+        name = tool_name(raw.get("name"), f"{where}.name")
+        description = field_of(raw, "description", str, where=f"{where}.") or ""
+        field_of(raw, "input_schema", dict, required=True, where=f"{where}.")
+        schema = tool_schema(raw["input_schema"], f"{where}.input_schema")
+        add_tool(tools, ToolSpec(name, description, schema), f"{where}.name")
+    return tools, ignored
+
+
+def _tool_choice(
+    body: dict[str, Any], tools: list[ToolSpec]
+) -> tuple[ToolChoice | None, bool | None]:
+    """(tool choice, parallel tool calls) from `tool_choice`."""
+    raw = field_of(body, "tool_choice", dict)
+    if raw is None:
+        return None, None
+    kind = raw.get("type")
+    mode = TOOL_CHOICES.get(kind) if isinstance(kind, str) else None
+    if mode is None:
+        raise InvalidRequest(
+            f"'tool_choice.type' must be auto, any, tool or none, not {kind!r}.",
+            param="tool_choice.type",
+        )
+    name = field_of(raw, "name", str, required=mode == "tool", where="tool_choice.")
+    choice = checked_tool_choice(
+        ToolChoice(mode, name if mode == "tool" else None),
+        tools,
+        param="tool_choice",
+        name_param="tool_choice.name",
+    )
+    disable = field_of(raw, "disable_parallel_tool_use", bool, where="tool_choice.")
+    return choice, None if disable is None else not disable
+
+
+def _thinking(body: dict[str, Any]) -> int | None:
+    """The thinking budget: tokens when enabled, 0 when disabled, None for adaptive."""
+    raw = field_of(body, "thinking", dict)
+    if raw is None:
+        return None
+    kind = raw.get("type")
+    if kind == "adaptive":
+        return None
+    if kind == "disabled":
+        return 0
+    if kind != "enabled":
+        raise InvalidRequest(
+            f"'thinking.type' must be enabled, disabled or adaptive, not {kind!r}.",
+            param="thinking.type",
+        )
+    budget = field_of(raw, "budget_tokens", int, required=True, where="thinking.")
+    if budget < MIN_THINKING_BUDGET:
+        raise InvalidRequest(
+            f"'thinking.budget_tokens' must be at least {MIN_THINKING_BUDGET}, not {budget}.",
+            param="thinking.budget_tokens",
+        )
+    return budget  # type: ignore[no-any-return]
+
+
+def _output_config(body: dict[str, Any]) -> tuple[Effort | None, dict[str, Any] | None, list[str]]:
+    """(effort, output schema, ignored keys) from `output_config` and `output_format`."""
+    config = field_of(body, "output_config", dict) or {}
+    effort = field_of(config, "effort", str, where="output_config.")
+    if effort is not None and effort not in EFFORTS:
+        raise InvalidRequest(
+            f"'output_config.effort' must be one of {', '.join(EFFORTS)}; not '{effort}'.",
+            param="output_config.effort",
+        )
+    schema = None
+    for value, where in (
+        (config.get("format"), "output_config.format"),
+        (body.get("output_format"), "output_format"),
+    ):
+        if value is not None and schema is None:
+            schema = _format(value, where)
+    ignored = [
+        f"output_config.{key}"
+        for key, value in config.items()
+        if key not in ("effort", "format") and value is not None
+    ]
+    return effort, schema, ignored
+
+
+def _format(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.get("type") != "json_schema":
+        raise InvalidRequest(
+            f'\'{where}\' must be {{"type": "json_schema", "schema": {{...}}}}.',
+            param=f"{where}.type",
+        )
+    return output_schema(value.get("schema"), f"{where}.schema")
 
 
 def _blocks(content: list[Any], where: str) -> list[Part]:

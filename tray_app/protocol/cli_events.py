@@ -165,6 +165,7 @@ def _result(line: dict[str, Any]) -> TurnCompleted:
         num_turns=num_turns if isinstance(num_turns, int) else 0,
         api_error_status=status if isinstance(status, int) else None,
         subtype=str(line.get("subtype", "")),
+        structured_output=line.get("structured_output"),
     )
 
 

@@ -21,7 +21,9 @@ from tray_app.protocol.model import (
     TextDelta,
     TextPart,
     ThinkingDelta,
+    ToolChoice,
     ToolInputDelta,
+    ToolSpec,
     TurnCompleted,
     Usage,
 )
@@ -31,6 +33,11 @@ T = TypeVar("T")
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[\w.+-]+);base64,(?P<data>.+)$", re.DOTALL)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+# What both OpenAI and Anthropic accept as a function tool name.
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A tool type we only name in logs and the X-Claude-Tray-Ignored header: nothing else.
+_TOOL_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+SESSION_ID_MAX = 256
 
 
 def field_of(
@@ -102,13 +109,105 @@ def image_part(media_type: str, data: str, where: str) -> ImagePart:
     return ImagePart(media_type, data.strip())
 
 
+# ---- tools, structured output, sessions ----
+
+
+def tool_name(value: Any, where: str) -> str:
+    """A function tool's name, checked the way OpenAI and Anthropic both check it."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{where}' is required and must be a string.", param=where)
+    if not _TOOL_NAME.match(value):
+        raise InvalidRequest(
+            f"Tool name '{value[:80]}' is not allowed: use 1 to 64 letters, digits, '_' or '-'.",
+            param=where,
+        )
+    return value
+
+
+def tool_schema(value: Any, where: str) -> dict[str, Any]:
+    """A tool's JSON Schema for its arguments, kept exactly as sent.
+
+    Nothing is rewritten (2020-12 keywords, `$schema`, huge bounds all pass through):
+    the model must see the schema the client wrote. A missing schema means no arguments.
+    """
+    if value is None:
+        return {"type": "object", "properties": {}}
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"'{where}' must be a JSON Schema object, not {_json_type(type(value))}.", param=where
+        )
+    if "type" in value and value["type"] != "object":
+        raise InvalidRequest(
+            f"'{where}' must describe an object ('type': 'object'): a tool's arguments "
+            "are always a JSON object.",
+            param=where,
+        )
+    return value
+
+
+def add_tool(tools: list[ToolSpec], spec: ToolSpec, where: str) -> None:
+    """Append `spec`, refusing a second tool of the same name (`where` names its name)."""
+    if any(t.name == spec.name for t in tools):
+        raise InvalidRequest(
+            f"Two tools are named '{spec.name}'; tool names must be unique.", param=where
+        )
+    tools.append(spec)
+
+
+def ignored_tool(kind: Any) -> str:
+    """The `ignored` entry for a tool type the runtime cannot offer (a client-sent string
+    only appears when it is plainly a type name: it ends up in a response header)."""
+    shown = kind if isinstance(kind, str) and _TOOL_TYPE.match(kind) else "unknown"
+    return f"tools[type={shown}]"
+
+
+def checked_tool_choice(
+    choice: ToolChoice, tools: list[ToolSpec], *, param: str, name_param: str
+) -> ToolChoice:
+    """`choice`, once it is known to be satisfiable with the declared tools."""
+    if choice.mode in ("required", "tool") and not tools:
+        raise InvalidRequest(
+            f"'{param}' asks for a tool call, but the request declares no function tools "
+            "to call; add them to 'tools' or drop the tool choice.",
+            param=param,
+        )
+    if choice.mode == "tool" and not any(t.name == choice.name for t in tools):
+        known = ", ".join(t.name for t in tools)
+        raise InvalidRequest(
+            f"'{param}' names the tool '{choice.name}', which is not among the declared "
+            f"tools ({known}).",
+            param=name_param,
+        )
+    return choice
+
+
+def output_schema(value: Any, where: str) -> dict[str, Any]:
+    """A structured-output JSON Schema, kept exactly as sent."""
+    if not isinstance(value, dict):
+        shown = "missing" if value is None else _json_type(type(value))
+        raise InvalidRequest(f"'{where}' must be a JSON Schema object, not {shown}.", param=where)
+    return value
+
+
+def session_fields(body: dict[str, Any]) -> tuple[str | None, bool]:
+    """`session_id` and `ephemeral`: claude-tray's own body fields (sent via extra_body)."""
+    session_id = field_of(body, "session_id", str) or None
+    if session_id is not None and len(session_id) > SESSION_ID_MAX:
+        raise InvalidRequest(
+            f"'session_id' is longer than {SESSION_ID_MAX} characters.", param="session_id"
+        )
+    return session_id, bool(field_of(body, "ephemeral", bool))
+
+
 def split_conversation(
-    messages: list[tuple[Role, list[Part]]],
+    messages: list[tuple[Role, list[Part]]], *, allow_assistant_last: bool = False
 ) -> tuple[tuple[Message, ...], tuple[Part, ...]]:
     """Merge same-role neighbours, drop empty turns, and split off the final user turn.
 
     The CLI itself merges consecutive same-role turns, so merging here keeps what the
     model sees identical to what we record; a history must open with a user turn.
+    With `allow_assistant_last` (token counting, where nothing is answered) a
+    conversation may end on the assistant: all of it is history and the prompt is empty.
     """
     merged: list[tuple[Role, list[Part]]] = []
     for role, parts in messages:
@@ -121,7 +220,7 @@ def split_conversation(
             merged.append((role, list(parts)))
     if not merged:
         raise InvalidRequest("The request has no message with any content.", param="messages")
-    if merged[-1][0] != "user":
+    if merged[-1][0] != "user" and not allow_assistant_last:
         raise InvalidRequest(
             "The last message must come from the user; continuing a partial assistant "
             "message (prefill) is not supported by the Claude Code runtime.",
@@ -129,6 +228,8 @@ def split_conversation(
         )
     if merged[0][0] != "user":
         merged.insert(0, ("user", [TextPart("(conversation start)")]))
+    if merged[-1][0] != "user":
+        return tuple(Message(role, tuple(parts)) for role, parts in merged), ()
     history = tuple(Message(role, tuple(parts)) for role, parts in merged[:-1])
     return history, tuple(merged[-1][1])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Api = Literal["openai", "anthropic"]
+Api = Literal["openai", "anthropic", "responses"]
 Role = Literal["user", "assistant"]
 
 
@@ -47,6 +47,27 @@ Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A client-declared function tool, offered to the model as a real definition."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+ToolChoiceMode = Literal["auto", "none", "required", "tool"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: ToolChoiceMode
+    name: str | None = None  # the tool to call when mode is "tool"
+
+
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     parts: tuple[Part, ...]
@@ -72,6 +93,19 @@ class Turn:
     # Fields the request set that the runtime cannot honour (for logs and headers).
     ignored: tuple[str, ...] = ()
     user: str | None = None
+    # Client tools (function calling); the client runs them, never the CLI.
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # Structured output: the reply must be a JSON document matching this schema.
+    output_schema: dict[str, Any] | None = None
+    # Reasoning: an effort level, and/or an explicit thinking budget (0 = thinking off).
+    effort: Effort | None = None
+    thinking_budget: int | None = None
+    # Session control: an explicit session to continue, and "keep nothing".
+    session_id: str | None = None
+    previous_response_id: str | None = None
+    ephemeral: bool = False
 
 
 # ---- what the CLI reports (parsed from stream-json lines) ----
@@ -182,6 +216,8 @@ class TurnCompleted:
     num_turns: int
     api_error_status: int | None = None
     subtype: str = "success"
+    # The JSON document of a structured-output turn (None when there is none).
+    structured_output: Any = field(default=None, compare=False)
 
 
 CliEvent = (

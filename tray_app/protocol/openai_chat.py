@@ -9,21 +9,32 @@ from tray_app.errors import InvalidRequest
 from tray_app.protocol.common import (
     Collector,
     StreamedText,
+    add_tool,
+    checked_tool_choice,
     field_of,
+    ignored_tool,
     image_from_data_url,
+    output_schema,
     positive_int,
+    session_fields,
     split_conversation,
+    tool_name,
+    tool_schema,
 )
 from tray_app.protocol.model import (
     BlockStarted,
     CliEvent,
+    Effort,
+    ImagePart,
     MessageStarted,
     Part,
     Role,
     TextPart,
     ThinkingDelta,
+    ToolChoice,
     ToolInputDelta,
     ToolResultPart,
+    ToolSpec,
     ToolUsePart,
     Turn,
     TurnCompleted,
@@ -45,18 +56,20 @@ IGNORED_FIELDS = (
     "prediction",
     "modalities",
     "audio",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "reasoning_effort",
-    "functions",
-    "function_call",
     "web_search_options",
     "verbosity",
     "prompt_cache_key",
     "safety_identifier",
 )
+
+# reasoning_effort -> the CLI's effort; "minimal" has no equivalent, "low" is nearest.
+EFFORTS: dict[str, Effort] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "xhigh",
+}
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -90,8 +103,15 @@ def parse_request(body: Any) -> Turn:
     if not all(isinstance(s, str) for s in stops):
         raise InvalidRequest("'stop' must be a string or an array of strings.", param="stop")
 
+    tools, ignored_tools = _tools(body)
+    tool_choice = _tool_choice(body, tools)
+    parallel_tool_calls = field_of(body, "parallel_tool_calls", bool)
+    effort, thinking_budget = _reasoning_effort(body)
+    session_id, ephemeral = session_fields(body)
+
     system: list[str] = []
     turns: list[tuple[Role, list[Part]]] = []
+    legacy_call_id: str | None = None  # the id given to the last legacy function_call
     for i, raw in enumerate(raw_messages):
         where = f"messages[{i}]"
         if not isinstance(raw, dict):
@@ -106,19 +126,28 @@ def parse_request(body: Any) -> Turn:
         elif role == "assistant":
             parts = _parts(raw.get("content"), where, allow_none=True)
             parts.extend(_tool_calls(raw.get("tool_calls"), where))
+            legacy = _function_call(raw.get("function_call"), where, i)
+            if legacy is not None:
+                parts.append(legacy)
+                legacy_call_id = legacy.id
             turns.append(("assistant", parts))
-        elif role in ("tool", "function"):
+        elif role == "tool":
             call_id = field_of(raw, "tool_call_id", str, where=f"{where}.") or str(
                 raw.get("name", "")
             )
-            content = tuple(p for p in _parts(raw.get("content"), where) if isinstance(p, TextPart))
-            turns.append(("user", [ToolResultPart(call_id, content)]))
+            turns.append(("user", [_tool_result(call_id, raw.get("content"), where)]))
+        elif role == "function":
+            # Legacy function results carry no call id: they answer the latest function_call.
+            name = field_of(raw, "name", str, where=f"{where}.") or ""
+            call_id = legacy_call_id or name
+            turns.append(("user", [_tool_result(call_id, raw.get("content"), where)]))
         else:
             raise InvalidRequest(
                 f"'{where}.role' must be system, developer, user, assistant or tool, not '{role}'.",
                 param=f"{where}.role",
             )
     history, prompt = split_conversation(turns)
+    ignored = [k for k in IGNORED_FIELDS if body.get(k) is not None]
     return Turn(
         api="openai",
         model=model,
@@ -129,9 +158,125 @@ def parse_request(body: Any) -> Turn:
         max_tokens=max_tokens,
         stop=stops,
         include_usage=include_usage,
-        ignored=tuple(k for k in IGNORED_FIELDS if body.get(k) is not None),
+        ignored=(*ignored, *ignored_tools),
         user=body.get("user") if isinstance(body.get("user"), str) else None,
+        tools=tuple(tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel_tool_calls,
+        output_schema=_response_format(body),
+        effort=effort,
+        thinking_budget=thinking_budget,
+        session_id=session_id,
+        ephemeral=ephemeral,
     )
+
+
+def _tools(body: dict[str, Any]) -> tuple[list[ToolSpec], list[str]]:
+    """Function tools from `tools` and the legacy `functions`; other tool types are
+    named for the ignored list (custom grammar tools have no counterpart)."""
+    tools: list[ToolSpec] = []
+    ignored: list[str] = []
+    for i, raw in enumerate(field_of(body, "tools", list) or ()):
+        where = f"tools[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidRequest(f"'{where}' must be an object.", param=where)
+        kind = raw.get("type", "function")
+        if kind != "function":
+            entry = ignored_tool(kind)
+            if entry not in ignored:
+                ignored.append(entry)
+            continue
+        function = field_of(raw, "function", dict, required=True, where=f"{where}.")
+        _add_function(tools, function, f"{where}.function")
+    for i, raw in enumerate(field_of(body, "functions", list) or ()):
+        where = f"functions[{i}]"
+        if not isinstance(raw, dict):
+            raise InvalidRequest(f"'{where}' must be an object.", param=where)
+        _add_function(tools, raw, where)
+    return tools, ignored
+
+
+def _add_function(tools: list[ToolSpec], function: dict[str, Any], where: str) -> None:
+    name = tool_name(function.get("name"), f"{where}.name")
+    description = field_of(function, "description", str, where=f"{where}.") or ""
+    field_of(function, "strict", bool, where=f"{where}.")
+    schema = tool_schema(function.get("parameters"), f"{where}.parameters")
+    add_tool(tools, ToolSpec(name, description, schema), f"{where}.name")
+
+
+_CHOICE_FORMS = (
+    '\'none\', \'auto\', \'required\' or {"type": "function", "function": {"name": ...}}'
+)
+
+
+def _tool_choice(body: dict[str, Any], tools: list[ToolSpec]) -> ToolChoice | None:
+    """`tool_choice`, or the legacy `function_call` when `tool_choice` is absent."""
+    if body.get("tool_choice") is not None:
+        raw = body["tool_choice"]
+        if raw in ("none", "auto", "required"):
+            choice = ToolChoice(raw)
+        elif isinstance(raw, dict) and raw.get("type") == "function":
+            function = field_of(raw, "function", dict, required=True, where="tool_choice.")
+            name = field_of(function, "name", str, required=True, where="tool_choice.function.")
+            choice = ToolChoice("tool", name)
+        else:
+            raise InvalidRequest(
+                f"'tool_choice' must be {_CHOICE_FORMS}; other forms are not supported.",
+                param="tool_choice",
+            )
+        return checked_tool_choice(
+            choice, tools, param="tool_choice", name_param="tool_choice.function.name"
+        )
+    if body.get("function_call") is not None:
+        raw = body["function_call"]
+        if raw in ("none", "auto"):
+            choice = ToolChoice(raw)
+        elif isinstance(raw, dict):
+            choice = ToolChoice(
+                "tool", field_of(raw, "name", str, required=True, where="function_call.")
+            )
+        else:
+            raise InvalidRequest(
+                "'function_call' must be 'none', 'auto' or {\"name\": ...}.",
+                param="function_call",
+            )
+        return checked_tool_choice(
+            choice, tools, param="function_call", name_param="function_call.name"
+        )
+    return None
+
+
+def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    raw = field_of(body, "response_format", dict)
+    if raw is None:
+        return None
+    kind = raw.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = field_of(raw, "json_schema", dict, required=True, where="response_format.")
+        return output_schema(spec.get("schema"), "response_format.json_schema.schema")
+    raise InvalidRequest(
+        f"'response_format.type' must be 'text', 'json_object' or 'json_schema', not {kind!r}.",
+        param="response_format.type",
+    )
+
+
+def _reasoning_effort(body: dict[str, Any]) -> tuple[Effort | None, int | None]:
+    """(effort, thinking budget): "none" turns thinking off, the rest set an effort."""
+    raw = field_of(body, "reasoning_effort", str)
+    if raw is None:
+        return None, None
+    if raw == "none":
+        return None, 0
+    if raw not in EFFORTS:
+        raise InvalidRequest(
+            f"'reasoning_effort' must be one of none, {', '.join(EFFORTS)}; not '{raw}'.",
+            param="reasoning_effort",
+        )
+    return EFFORTS[raw], None
 
 
 def _parts(content: Any, where: str, *, allow_none: bool = False) -> list[Part]:
@@ -170,6 +315,12 @@ def _parts(content: Any, where: str, *, allow_none: bool = False) -> list[Part]:
     return parts
 
 
+def _tool_result(call_id: str, content: Any, where: str) -> ToolResultPart:
+    """A tool message's content: text, or text and image parts."""
+    parts = _parts(content, where)
+    return ToolResultPart(call_id, tuple(p for p in parts if isinstance(p, TextPart | ImagePart)))
+
+
 def _tool_calls(raw: Any, where: str) -> list[Part]:
     if raw is None:
         return []
@@ -181,21 +332,45 @@ def _tool_calls(raw: Any, where: str) -> list[Part]:
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict):
             raise InvalidRequest(f"'{at}.function' must be an object.", param=f"{at}.function")
-        arguments = fn.get("arguments") or "{}"
-        try:
-            args = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError as exc:
-            raise InvalidRequest(
-                f"'{at}.function.arguments' is not valid JSON.", param=f"{at}.function.arguments"
-            ) from exc
         parts.append(
             ToolUsePart(
                 str(call.get("id", "")),
                 str(fn.get("name", "")),
-                args if isinstance(args, dict) else {"value": args},
+                _arguments(fn.get("arguments"), f"{at}.function.arguments"),
             )
         )
     return parts
+
+
+def _function_call(raw: Any, where: str, index: int) -> ToolUsePart | None:
+    """A legacy assistant `function_call`; it has no id, so one is made from its position."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(
+            f"'{where}.function_call' must be an object.", param=f"{where}.function_call"
+        )
+    name = field_of(raw, "name", str, required=True, where=f"{where}.function_call.")
+    arguments = _arguments(raw.get("arguments"), f"{where}.function_call.arguments")
+    return ToolUsePart(f"call_legacy_{index}", name, arguments)
+
+
+def _arguments(raw: Any, where: str) -> dict[str, Any]:
+    """Tool-call arguments: a JSON object, usually sent encoded as a string."""
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"'{where}' is not valid JSON; it must be a JSON object encoded as a string.",
+            param=where,
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            f"'{where}' must encode a JSON object (the tool's named arguments).", param=where
+        )
+    return value
 
 
 # ---- answers ----
