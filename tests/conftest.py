@@ -12,7 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anthropic
+import openai
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,8 +31,19 @@ def bundled_cli() -> str:
     return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
 
 
-def claude_pids() -> set[int]:
-    """Every running process started from the bundled CLI binary."""
+# Proxies that are running now: the CLI processes they hold (warm, or keeping a
+# conversation) are theirs, not leftovers. Their own shutdown must end them.
+LIVE_PROXIES: set[int] = set()
+
+
+# Every proxy this test run starts carries this marker in its environment, and so do
+# the CLI processes it starts: other runs on the same machine are none of our business.
+RUN_MARKER = f"CLAUDE_TRAY_TEST_RUN={os.getpid()}".encode()
+
+
+def claude_pids(*, orphans_only: bool = False) -> set[int]:
+    """Every running process this test run started from the bundled CLI binary (or
+    only those no live proxy owns)."""
     cli = bundled_cli()
     pids = set()
     for entry in Path("/proc").iterdir():
@@ -37,13 +51,28 @@ def claude_pids() -> set[int]:
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            if cmd != cli or RUN_MARKER not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
             stat = (entry / "stat").read_text()
         except OSError:
             continue
         # Zombies are already dead; their parent just has not reaped them yet.
-        if cmd == cli and ") Z " not in stat:
+        owned = orphans_only and _under_live_proxy(int(entry.name))
+        if cmd == cli and ") Z " not in stat and not owned:
             pids.add(int(entry.name))
     return pids
+
+
+def _under_live_proxy(pid: int) -> bool:
+    while pid > 1:
+        if pid in LIVE_PROXIES:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return False
 
 
 @pytest.fixture(autouse=True)
@@ -51,10 +80,10 @@ def no_leftover_claude() -> Iterator[None]:
     before = claude_pids()
     yield
     deadline = time.monotonic() + 5
-    left = claude_pids() - before
+    left = claude_pids(orphans_only=True) - before
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = claude_pids() - before
+        left = claude_pids(orphans_only=True) - before
     if left:
         for pid in left:
             with contextlib.suppress(ProcessLookupError):
@@ -96,6 +125,8 @@ class Proxy:
             self.process.kill()
             self.process.communicate()
             raise
+        finally:
+            LIVE_PROXIES.discard(self.process.pid)
         return self.process.returncode
 
     def log(self) -> str:
@@ -112,6 +143,7 @@ def proxy_env(home: Path, upstream: Upstream | None, **settings: str) -> dict[st
             "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "PYTHONUNBUFFERED": "1",
+            RUN_MARKER.split(b"=")[0].decode(): RUN_MARKER.split(b"=")[1].decode(),
         }
     )
     if upstream is not None:
@@ -137,6 +169,7 @@ def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
         process.kill()
         _, err = process.communicate(timeout=10)
         raise AssertionError(f"proxy did not start: {line!r} {err[-2000:]}")
+    LIVE_PROXIES.add(process.pid)
     return Proxy(line.split()[-1], process, home, env)
 
 
@@ -144,9 +177,15 @@ def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
 def proxy(upstream_server: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """One proxy shared by the tests that need nothing special."""
     home = tmp_path_factory.mktemp("proxy")
+    before = claude_pids()
     p = start_proxy(home, proxy_env(home, upstream_server))
     yield p
     p.stop()
+    # The processes it held (warm, or keeping conversations) must end with it.
+    deadline = time.monotonic() + 5
+    while (left := claude_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"the shared proxy left claude processes behind: {sorted(left)}"
 
 
 @pytest.fixture
@@ -166,3 +205,31 @@ def make_proxy(upstream_server: Upstream, tmp_path: Path) -> Iterator[object]:
     for p in started:
         if p.process.returncode is None:
             p.stop()
+
+
+# ---- SDK clients, closed after each test ----
+
+_clients: list[openai.OpenAI | anthropic.Anthropic] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    # An unclosed SDK client's sockets are reported (as errors) in whichever test
+    # happens to run when they are collected.
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def oai(proxy: Proxy, **kw: Any) -> openai.OpenAI:
+    kw.setdefault("api_key", "x")
+    client = openai.OpenAI(base_url=proxy.openai_url, max_retries=0, **kw)
+    _clients.append(client)
+    return client
+
+
+def ant(proxy: Proxy, **kw: Any) -> anthropic.Anthropic:
+    kw.setdefault("api_key", "x")
+    client = anthropic.Anthropic(base_url=proxy.url, max_retries=0, **kw)
+    _clients.append(client)
+    return client

@@ -7,40 +7,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy, claude_pids
+from conftest import Proxy, ant, claude_pids, oai
 from upstream import Reply, Text, Upstream, error, text
-
-_clients: list[openai.OpenAI | anthropic.Anthropic] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    # An unclosed SDK client's sockets are reported (as errors) in whichever test
-    # happens to run when they are collected.
-    yield
-    while _clients:
-        _clients.pop().close()
-
-
-def oai(proxy: Proxy, **kw: Any) -> openai.OpenAI:
-    kw.setdefault("api_key", "x")
-    client = openai.OpenAI(base_url=proxy.openai_url, max_retries=0, **kw)
-    _clients.append(client)
-    return client
-
-
-def ant(proxy: Proxy, **kw: Any) -> anthropic.Anthropic:
-    kw.setdefault("api_key", "x")
-    client = anthropic.Anthropic(base_url=proxy.url, max_retries=0, **kw)
-    _clients.append(client)
-    return client
 
 
 def wait_for_active_turn(proxy: Proxy, timeout: float = 10) -> None:

@@ -130,6 +130,7 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
     by_name: dict[str, tuple[str, object]] = {
         "host": ("example.test", "example.test"),
         "log_level": ("warning", "warning"),
+        "on_extra_usage": ("warn", "warn"),
         "upstream_url": ("https://upstream.test", "https://upstream.test"),
     }
     fields = configurable_fields()
@@ -138,6 +139,8 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
         "max_concurrent", "max_queue", "inactivity_timeout", "request_timeout",
         "shutdown_grace", "keepalive_interval", "cli_max_retries", "max_body_bytes",
         "allowed_hosts", "allowed_origins", "model_aliases", "log_level",
+        "pool_size", "pool_idle_timeout", "max_processes", "session_ttl_days",
+        "on_extra_usage",
     }  # fmt: skip
 
     for name, kind in fields.items():

@@ -13,6 +13,7 @@ import json
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ class Reply:
     cut_after: int | None = None
     # Send an SSE `error` event after this many deltas (an overloaded mid-stream).
     error_after: int | None = None
+    # Answer only a request whose JSON body this accepts: the first queued reply that
+    # matches is used, so requests that race (a client's title request beside its main
+    # one) each get their own reply. None matches any request.
+    when: Callable[[dict[str, Any]], bool] | None = None
 
 
 def text(*chunks: str, **kw: Any) -> Reply:
@@ -186,8 +191,10 @@ class Upstream:
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:
-            if self._replies:
-                return self._replies.popleft()
+            for reply in self._replies:
+                if reply.when is None or reply.when(body):
+                    self._replies.remove(reply)
+                    return reply
         texts = Recorded("", "", "", {}, body).user_texts()
         return text("echo: ", texts[-1] if texts else "")
 

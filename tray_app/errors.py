@@ -87,6 +87,13 @@ class CliUnavailable(ClaudeTrayError):
         self.detail = detail
 
 
+class ShuttingDown(ClaudeTrayError):
+    """claude-tray is stopping and takes no new turns."""
+
+    def __init__(self) -> None:
+        super().__init__("claude-tray is shutting down; send the request again once it is back.")
+
+
 class CliFailed(ClaudeTrayError):
     """The CLI exited or broke its protocol before finishing the turn."""
 

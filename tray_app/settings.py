@@ -145,6 +145,16 @@ class Settings:
         default_factory=lambda: DEFAULT_MODEL_ALIASES, hash=False
     )
     log_level: str = "info"
+    # Warm pool: CLI processes started ahead of need (0 turns the pool off), and how
+    # long an unused process (warm or holding a conversation) lives.
+    pool_size: int = 2
+    pool_idle_timeout: float = 600.0
+    # Every CLI process at once (warm, holding a conversation, or running a turn).
+    max_processes: int = 8
+    # Sessions unused for this many days are forgotten.
+    session_ttl_days: float = 30.0
+    # What to do when Anthropic says a request would be billed as extra usage.
+    on_extra_usage: str = "pause"
     # Problems that did not stop loading (unknown keys in the file), for the caller to log.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -437,9 +447,12 @@ def _describe(kind: object) -> str:
 
 # ---- ranges ----
 
-_AT_LEAST_ONE = ("max_concurrent", "max_body_bytes")
-_AT_LEAST_ZERO = ("max_queue", "cli_max_retries")
+_AT_LEAST_ONE = ("max_concurrent", "max_body_bytes", "max_processes")
+_AT_LEAST_ZERO = ("max_queue", "cli_max_retries", "pool_size")
+EXTRA_USAGE_POLICIES = ("pause", "warn", "allow")
 _POSITIVE_SECONDS = (
+    "pool_idle_timeout",
+    "session_ttl_days",
     "inactivity_timeout",
     "request_timeout",
     "shutdown_grace",
@@ -458,6 +471,8 @@ def _check_range(name: str, value: object, source: str) -> None:
     elif name in _POSITIVE_SECONDS and isinstance(value, float):
         if not (math.isfinite(value) and value > 0):
             problem = "must be a number of seconds greater than 0"
+    elif name == "on_extra_usage" and value not in EXTRA_USAGE_POLICIES:
+        problem = f"must be one of {', '.join(EXTRA_USAGE_POLICIES)}"
     elif name == "host" and not value:
         problem = "must not be empty"
     elif name == "log_level" and isinstance(value, str) and value.lower() not in LOG_LEVELS:

@@ -1,55 +1,84 @@
-"""Run one turn in a `claude` process: admission, spawn, events out, deadlines, cleanup.
+"""Run one turn: admission, which process answers it (and with what input), events out, records.
 
-Every process has one owner (the turn that spawned it), a deadline, and a cleanup
-that always runs: a finished turn closes stdin and lets the CLI flush its transcript;
-an abandoned one (client gone, timeout, shutdown) is killed at once.
+A request either extends a conversation this proxy served (found by session id or by
+the fingerprint of its history) or starts one. A conversation whose process is still
+held continues in it with only the new turn; one whose process is gone resumes from
+the CLI's own transcript; a history never seen (or edited, or branched) is written
+as a new transcript and resumed, so it can never continue the wrong session. A new
+conversation with no history takes a warm process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
+import json
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from claude_agent_sdk import (
-    ClaudeAgentOptions,
-    ClaudeSDKClient,
-    ClaudeSDKError,
-    CLIConnectionError,
-    CLINotFoundError,
+from claude_agent_sdk import ClaudeSDKError, project_key_for_directory
+
+from tray_app.backend import pool as pool_mod
+from tray_app.backend.client_tools import PREFIX, client_name
+from tray_app.backend.process import CliProcess, Spec, start
+from tray_app.backend.store import (
+    SessionRecord,
+    SessionStore,
+    StoreUnavailable,
+    UsageEntry,
+    title_from_prompt,
 )
-
-from tray_app import __version__
-from tray_app.backend.env import child_env
-from tray_app.backend.transcript import user_line, write_transcript
+from tray_app.backend.transcript import write_transcript
 from tray_app.errors import (
     Busy,
     ClaudeTrayError,
     CliFailed,
-    CliUnavailable,
+    NotFound,
     NotSignedIn,
+    ShuttingDown,
     TurnTimeout,
     UpstreamError,
 )
+from tray_app.protocol import fingerprint
 from tray_app.protocol.cli_events import CliStream
-from tray_app.protocol.model import CliEvent, ErrorReported, Turn, TurnCompleted
+from tray_app.protocol.common import Collector
+from tray_app.protocol.model import (
+    BlockStarted,
+    BlockStopped,
+    CliEvent,
+    ErrorReported,
+    Message,
+    MessageDelta,
+    MessageStarted,
+    Part,
+    RateLimitReported,
+    TextDelta,
+    TextPart,
+    ToolResultPart,
+    ToolUsePart,
+    Turn,
+    TurnCompleted,
+    Usage,
+)
 from tray_app.settings import Settings, claude_config_dir
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Anthropic's 429 reaches us through the CLI without its Retry-After header.
 UPSTREAM_RETRY_AFTER = 30
-STDERR_LINES = 50
 # Seconds a caller turned away at a full queue should wait; turns take seconds each.
 BUSY_RETRY_AFTER = 5
-_KILL_WAIT = 0.5
+# A tool-result turn the CLI no longer holds is restored as history; the CLI then
+# needs a user message to answer (it drops prompts made only of tool results).
+CONTINUE_PROMPT = "Continue with the tool results above."
+# The tool the CLI adds for structured output (--json-schema); its input is the answer.
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 
 def bundled_cli() -> str:
@@ -99,20 +128,56 @@ def failure_of(done: TurnCompleted, reported: ErrorReported | None) -> ClaudeTra
     return UpstreamError(status, detail)
 
 
-class TurnRunner:
-    """Admits turns up to the limits and runs each in its own CLI process."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked: for the usage records and the session list."""
 
-    def __init__(self, settings: Settings, parent_env: Mapping[str, str], cli_path: str) -> None:
+    request_id: str
+    client: str = ""
+    response_id: str | None = None  # Responses API: the id this answer will carry
+
+
+@dataclass(slots=True)
+class _Plan:
+    process: CliProcess
+    session_id: str | None  # our public id; None keeps nothing (ephemeral)
+    record: SessionRecord | None
+    send: tuple[Part, ...] | None  # a user message for the CLI to answer...
+    results: tuple[ToolResultPart, ...] | None  # ...or tool results it is waiting for
+    tip: str  # fingerprint of the conversation up to and including the new turn
+    route: str
+
+
+class TurnRunner:
+    """Admits turns up to the limits and runs each in a process from the pool."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        parent_env: Mapping[str, str],
+        cli_path: str,
+        store: SessionStore | None = None,
+    ) -> None:
         self._settings = settings
         self._parent_env = dict(parent_env)
         self.cli_path = cli_path
+        self._store = store
         self._work_dir = os.path.realpath(settings.paths.data_dir / "work")
+        self._config_dir = claude_config_dir(self._parent_env)
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._waiting = 0
         self._running = 0
         self._closing = False
-        self._live: set[ClaudeSDKClient] = set()
-        self._cleanups: set[asyncio.Task[None]] = set()
+        # Sessions answering a request now, each with an event set when it is free.
+        self._busy: dict[str, asyncio.Event] = {}
+        self.rate_limits: dict[str, dict[str, Any]] = {}
+        self.pool = pool_mod.ProcessPool(
+            self._start,
+            size=settings.pool_size,
+            idle_timeout=settings.pool_idle_timeout,
+            max_processes=max(settings.max_processes, settings.max_concurrent),
+        )
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def stats(self) -> dict[str, int]:
@@ -123,14 +188,29 @@ class TurnRunner:
             "max_queue": self._settings.max_queue,
         }
 
-    async def events(self, turn: Turn, model: str, request_id: str) -> AsyncIterator[CliEvent]:
+    async def open(self) -> None:
+        """Start the reaper and warm processes for the specs used before the last restart."""
+        os.makedirs(self._work_dir, mode=0o700, exist_ok=True)
+        self._reaper = asyncio.get_running_loop().create_task(self.pool.run_reaper())
+        specs = await self._store_call(_load_specs)
+        if specs:
+            self.pool.prewarm(specs)
+
+    async def _start(self, spec: Spec, resume: str | None) -> CliProcess:
+        return await start(
+            spec, self._settings, self._parent_env, self.cli_path, self._work_dir, resume=resume
+        )
+
+    # ---- one turn ----
+
+    async def events(self, turn: Turn, model: str, caller: Caller) -> AsyncIterator[CliEvent]:
         """The turn's events, ending with its TurnCompleted; failures raise typed errors.
 
         Consume it inside `contextlib.aclosing` so that leaving early (a client that
         went away) runs the cleanup at once.
         """
         if self._closing:
-            raise CliUnavailable(self.cli_path, "claude-tray is shutting down")
+            raise ShuttingDown
         if self._waiting >= self._settings.max_queue and self._slots.locked():
             raise Busy(retry_after=BUSY_RETRY_AFTER)
         self._waiting += 1
@@ -139,52 +219,267 @@ class TurnRunner:
         finally:
             self._waiting -= 1
         self._running += 1
-        client: ClaudeSDKClient | None = None
-        completed = False
-        stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        plan: _Plan | None = None
+        outcome = "failed"
         try:
             started = time.monotonic()
-            client = await self._spawn(turn, model, stderr)
-            await client.query(_one(user_line(turn.prompt)))
-            stream = CliStream()
-            reported: ErrorReported | None = None
-            deadline = started + self._settings.request_timeout
-            # The SDK's parsed message types drop fields we need (the `error` kind,
-            # unknown line types); its raw lines feed the same parser as the recorded
-            # transcripts in tests/data.
-            raw = client._query.receive_messages()  # type: ignore[union-attr]  # noqa: SLF001
-            while True:
-                line = await self._next(raw, deadline)
-                if line is None:
-                    raise CliFailed(_exit_code(client), "\n".join(stderr))
-                for event in stream.feed(line):
-                    if isinstance(event, ErrorReported):
-                        reported = event
-                    elif isinstance(event, TurnCompleted):
-                        if event.is_error:
-                            raise failure_of(event, reported)
-                        completed = True
-                        log.info(
-                            "[%s] turn done in %.0f ms (session %s)",
-                            request_id,
-                            (time.monotonic() - started) * 1000,
-                            event.session_id,
-                        )
-                        yield event
-                        return
-                    else:
-                        yield event
+            plan = await self._plan(turn, model)
+            log.info(
+                "[%s] %s (session %s) ready in %.0f ms",
+                caller.request_id,
+                plan.route,
+                plan.session_id or "ephemeral",
+                (time.monotonic() - started) * 1000,
+            )
+            async for event in self._segment(turn, plan, caller, started):
+                if isinstance(event, TurnCompleted):
+                    outcome = "awaiting_tools" if event.stop_reason == "tool_use" else "idle"
+                    if event.stop_reason == "tool_use" and not plan.process.pending_tools:
+                        outcome = "idle"
+                yield event
         finally:
-            self._finish(client, completed)
+            self._finish(plan, outcome)
 
-    async def _next(
-        self, raw: AsyncIterator[dict[str, Any]], deadline: float
-    ) -> dict[str, Any] | None:
+    async def _plan(self, turn: Turn, model: str) -> _Plan:
+        spec = Spec(
+            model=model,
+            system=turn.system,
+            tools=turn.tools,
+            max_tokens=turn.max_tokens,
+            effort=turn.effort,
+            thinking_budget=turn.thinking_budget,
+            output_schema=turn.output_schema,
+        )
+        history_tip = fingerprint.of(turn.system, turn.history)
+        tip = fingerprint.extend(history_tip, Message("user", turn.prompt))
+        results = (
+            tuple(p for p in turn.prompt if isinstance(p, ToolResultPart))
+            if turn.prompt and all(isinstance(p, ToolResultPart) for p in turn.prompt)
+            else None
+        )
+        if turn.ephemeral:
+            return await self._new(spec, turn, results, tip, None, None)
+        # A session named by the client (and not re-sent as history) waits its turn;
+        # one found by its history forks, so two clients sharing a history never wait.
+        named = bool(turn.session_id or turn.previous_response_id) and not turn.history
+        record = await self._find(turn, spec, history_tip)
+        while record is not None and record.id in self._busy and named:
+            await self._busy[record.id].wait()
+            record = await self._find(turn, spec, history_tip)
+        if record is not None and record.id in self._busy:
+            log.info("session %s is answering another request; this one forks", record.id)
+            record = None
+        name = None
+        if record is None and turn.session_id and not turn.history:
+            stored = await self._store_call(lambda s: s.get(turn.session_id or ""))
+            taken = turn.session_id in self._busy or stored is not None
+            name = None if taken else turn.session_id
+        claimed = record.id if record is not None else name
+        if claimed:
+            self._busy[claimed] = asyncio.Event()
+        try:
+            plan = None
+            if record is not None:
+                plan = await self._continue(record, spec, turn, results, tip)
+            if plan is None:
+                plan = await self._new(spec, turn, results, tip, record, claimed)
+        except BaseException:
+            if claimed:
+                self._release(claimed)
+            raise
+        if plan.session_id is not None and plan.session_id not in self._busy:
+            self._busy[plan.session_id] = asyncio.Event()
+        return plan
+
+    def _release(self, session_id: str) -> None:
+        event = self._busy.pop(session_id, None)
+        if event is not None:
+            event.set()
+
+    async def _find(self, turn: Turn, spec: Spec, history_tip: str) -> SessionRecord | None:
+        """The session this request continues, if any.
+
+        A history decides by its fingerprint alone: clients that resend history (and
+        OpenCode sends an `x-session-id` too, on its title request as well as its main
+        one) can never be steered into the wrong conversation by a name. A name alone
+        continues its session when the request is of the same kind (same spec).
+        """
+        if turn.previous_response_id:
+            found = await self._store_call(
+                lambda s: s.session_for_response(turn.previous_response_id or "")
+            )
+            if found is None:
+                raise NotFound(
+                    f"Previous response with id '{turn.previous_response_id}' not found. "
+                    "Responses are kept only when store is not false."
+                )
+            return await self._store_call(lambda s: s.get(found or ""))
+        if turn.history:
+            return await self._store_call(lambda s: s.find_by_tip(history_tip))
+        if turn.session_id:
+            record = await self._store_call(lambda s: s.get(turn.session_id or ""))
+            if record is not None and record.spawn_key not in (None, spec.key):
+                log.info(
+                    "session %s was started with other settings (system prompt, tools, "
+                    "model); this request starts a conversation of its own",
+                    record.id,
+                )
+                return None
+            return record
+        return None
+
+    async def _continue(
+        self,
+        record: SessionRecord,
+        spec: Spec,
+        turn: Turn,
+        results: tuple[ToolResultPart, ...] | None,
+        tip: str,
+    ) -> _Plan | None:
+        held = self.pool.take_held(record.id)
+        if held is not None:
+            fits = held.alive and held.spec.key == spec.key
+            if fits and held.state == "awaiting_tools" and results is not None:
+                given = {r.tool_use_id for r in results}
+                if held.pending_tools <= given:
+                    return _Plan(held, record.id, record, None, results, tip, "continued (tools)")
+            elif fits and held.state == "idle" and results is None:
+                return _Plan(held, record.id, record, turn.prompt, None, tip, "continued")
+            self.pool.discard(held)
+        if results is None and self._transcript_exists(record.cli_session_id):
+            process = await self.pool.new_process(spec, resume=record.cli_session_id)
+            return _Plan(process, record.id, record, turn.prompt, None, tip, "resumed")
+        if turn.history:
+            # Rebuilt from the client's own history; the session keeps its id.
+            process, send = await self._rebuild(spec, turn, results)
+            return _Plan(process, record.id, record, send, None, tip, "rebuilt")
+        return None  # an explicit session whose transcript is gone: start afresh
+
+    async def _new(
+        self,
+        spec: Spec,
+        turn: Turn,
+        results: tuple[ToolResultPart, ...] | None,
+        tip: str,
+        found: SessionRecord | None,
+        name: str | None,
+    ) -> _Plan:
+        """A conversation this proxy does not hold: a warm process, or the history
+        written as a transcript. `name` is the session id the client chose, if free."""
+        if not turn.history and results is None:
+            process = await self.pool.new_process(spec)
+            route, send = "new", turn.prompt
+        else:
+            process, send = await self._rebuild(spec, turn, results)
+            route = "new from history"
+        if turn.ephemeral:
+            return _Plan(process, None, None, send, None, tip, route)
+        if name:
+            # A named session keeps its name, even when its conversation had to start
+            # again (its transcript was gone).
+            return _Plan(process, name, found, send, None, tip, route)
+        return _Plan(process, process.session_id, None, send, None, tip, route)
+
+    async def _rebuild(
+        self, spec: Spec, turn: Turn, results: tuple[ToolResultPart, ...] | None
+    ) -> tuple[CliProcess, tuple[Part, ...]]:
+        history = list(turn.history)
+        send: tuple[Part, ...] = turn.prompt
+        if results is not None:
+            history.append(Message("user", results))
+            send = (TextPart(CONTINUE_PROMPT),)
+        prefix = PREFIX if spec.tools else ""
+        resume = await asyncio.to_thread(
+            write_transcript, self._config_dir, self._work_dir, history, prefix
+        )
+        return await self.pool.new_process(spec, resume=resume), send
+
+    def _transcript_exists(self, cli_session_id: str) -> bool:
+        folder = self._config_dir / "projects" / project_key_for_directory(self._work_dir)
+        return (folder / f"{cli_session_id}.jsonl").is_file()
+
+    async def _segment(
+        self, turn: Turn, plan: _Plan, caller: Caller, started: float
+    ) -> AsyncIterator[CliEvent]:
+        process = plan.process
+        process.state = "busy"
+        if plan.results is not None:
+            process.supply(plan.results)
+        elif plan.send is not None:
+            await process.send(plan.send)
+        stream = CliStream()
+        collector = Collector(turn.stop)
+        reported: ErrorReported | None = None
+        usage = _UsageSum()
+        deadline = started + self._settings.request_timeout
+        last_stop: str | None = None
+        shown = _Shown(structured=process.spec.output_schema is not None)
+        while True:
+            line = await self._next(process, deadline)
+            if line is None:
+                raise CliFailed(process.exit_code, "\n".join(process.stderr))
+            for raw_event in stream.feed(line):
+                event = shown.filter(raw_event)
+                if event is None:
+                    continue
+                if isinstance(event, ErrorReported):
+                    reported = event
+                    continue
+                if isinstance(event, RateLimitReported):
+                    self._note_rate_limit(event)
+                usage.feed(event)
+                if isinstance(event, MessageDelta):
+                    last_stop = event.stop_reason
+                if isinstance(event, TurnCompleted):
+                    if event.is_error:
+                        raise failure_of(event, reported)
+                    done = dataclasses.replace(
+                        event,
+                        session_id=plan.session_id or event.session_id,
+                        usage=usage.total() or event.usage,
+                    )
+                    for extra in shown.structured_answer(done):
+                        collector.feed(extra)
+                        yield extra
+                    if shown.structured and event.structured_output is not None:
+                        done = dataclasses.replace(done, stop_reason="end_turn")
+                    collector.feed(done)
+                    await self._record(turn, plan, caller, collector, done, event.session_id)
+                    log.info(
+                        "[%s] turn done in %.0f ms (session %s)",
+                        caller.request_id,
+                        (time.monotonic() - started) * 1000,
+                        plan.session_id or "ephemeral",
+                    )
+                    yield done
+                    return
+                collector.feed(event)
+                yield event
+            pending = shown.client_calls
+            if _message_stopped(line) and last_stop == "tool_use" and pending:
+                # The model called the client's tools: this answer ends here, and the
+                # CLI waits in the same process for the results the client will send.
+                process.pending_tools = frozenset(pending)
+                done = TurnCompleted(
+                    session_id=plan.session_id or process.session_id,
+                    is_error=False,
+                    usage=usage.total() or Usage(),
+                    cost_usd=None,
+                    stop_reason="tool_use",
+                    result_text="",
+                    num_turns=0,
+                )
+                collector.feed(done)
+                await self._record(turn, plan, caller, collector, done, process.session_id)
+                yield done
+                return
+
+    async def _next(self, process: CliProcess, deadline: float) -> dict[str, Any] | None:
         left = deadline - time.monotonic()
         limit = min(self._settings.inactivity_timeout, left)
         try:
             async with asyncio.timeout(max(limit, 0)):
-                return await anext(raw)
+                return await anext(process.lines)
         except StopAsyncIteration:
             return None
         except TimeoutError:
@@ -195,109 +490,241 @@ class TurnRunner:
             log.warning("CLI stream failed: %s", exc)
             return None
 
-    async def _spawn(self, turn: Turn, model: str, stderr: deque[str]) -> ClaudeSDKClient:
-        os.makedirs(self._work_dir, mode=0o700, exist_ok=True)
-        resume = None
-        if turn.history:
-            config_dir = claude_config_dir(self._parent_env)
-            resume = await asyncio.to_thread(
-                write_transcript, config_dir, self._work_dir, turn.history
+    async def _record(
+        self,
+        turn: Turn,
+        plan: _Plan,
+        caller: Caller,
+        collector: Collector,
+        done: TurnCompleted,
+        cli_session_id: str,
+    ) -> None:
+        """Store the session's new tip and the usage, before the client can ask again."""
+        answer = _answer(collector)
+        # A stop sequence cut our answer short of what the CLI keeps: the client's
+        # next request cannot be continued in that process as if nothing differed.
+        tip = None if collector.stop_sequence else fingerprint.extend(plan.tip, answer)
+        now = time.time()
+        session_id = plan.session_id
+        record = plan.record
+        spec_key = plan.process.spec.key
+
+        def write(store: SessionStore) -> None:
+            if session_id is not None:
+                if record is None and store.get(session_id) is None:
+                    store.create(
+                        SessionRecord(
+                            id=session_id,
+                            cli_session_id=cli_session_id,
+                            tip=None,
+                            api=turn.api,
+                            client=caller.client,
+                            model=turn.model,
+                            title=title_from_prompt(_first_text(turn)),
+                            created=now,
+                            last_used=now,
+                        )
+                    )
+                store.record_turn(
+                    session_id,
+                    tip=tip,
+                    cli_session_id=cli_session_id,
+                    usage=done.usage,
+                    cost_usd=done.cost_usd,
+                    model=turn.model,
+                    spawn_key=spec_key,
+                    when=now,
+                )
+                if caller.response_id:
+                    store.link_response(caller.response_id, session_id)
+            store.record_usage(
+                UsageEntry(
+                    when=now,
+                    request_id=caller.request_id,
+                    session_id=session_id,
+                    api=turn.api,
+                    client=caller.client,
+                    model=turn.model,
+                    input_tokens=done.usage.input_tokens,
+                    output_tokens=done.usage.output_tokens,
+                    cache_read_tokens=done.usage.cache_read_tokens,
+                    cache_write_tokens=done.usage.cache_creation_tokens,
+                    cost_usd=done.cost_usd,
+                    status="ok",
+                )
             )
-        options = ClaudeAgentOptions(
-            cli_path=self.cli_path,
-            # Plain chat: no built-in tool can touch this machine.
-            tools=[],
-            max_turns=1,
-            include_partial_messages=True,
-            model=model,
-            system_prompt=turn.system,
-            # The user's settings, hooks and plugins belong to their own Claude Code
-            # sessions; a proxy turn starts from a clean slate (and starts faster).
-            setting_sources=[],
-            cwd=self._work_dir,
-            resume=resume,
-            env=child_env(self._settings, self._parent_env, max_tokens=turn.max_tokens),
-            stderr=stderr.append,
-            # Names us to the CLI, and spares the SDK deriving a label on every spawn.
-            client_app=f"claude-tray/{__version__}",
-        )
-        client = ClaudeSDKClient(options)
-        self._live.add(client)
+
+        await self._store_call(write)
+        if plan.route.startswith("new"):
+            specs = self.pool.recent_specs()
+            await self._store_call(lambda s: _save_specs(s, specs))
+
+    async def _store_call(self, fn: Callable[[SessionStore], T]) -> T | None:
+        """Run a store operation off the loop; a store that fails never fails a turn."""
+        if self._store is None:
+            return None
+        store = self._store
         try:
-            await client.connect()
-        except (CLINotFoundError, FileNotFoundError, PermissionError) as exc:
-            raise CliUnavailable(self.cli_path, str(exc) or type(exc).__name__) from exc
-        except CLIConnectionError as exc:
-            raise CliUnavailable(self.cli_path, f"{exc}; {' '.join(stderr)[-300:]}") from exc
-        return client
+            return await asyncio.to_thread(fn, store)
+        except StoreUnavailable as exc:
+            log.warning("session store: %s", exc)
+            return None
 
-    def _finish(self, client: ClaudeSDKClient | None, completed: bool) -> None:
-        """Release the turn: a background task closes the process, then frees the slot."""
-        task = asyncio.get_running_loop().create_task(self._close(client, completed))
-        self._cleanups.add(task)
-        task.add_done_callback(self._cleanup_done)
+    def _note_rate_limit(self, event: RateLimitReported) -> None:
+        self.rate_limits[event.window or "unknown"] = {
+            "status": event.status,
+            "window": event.window,
+            "resets_at": event.resets_at,
+            "utilization": event.utilization,
+            "seen_at": time.time(),
+        }
 
-    def _cleanup_done(self, task: asyncio.Task[None]) -> None:
-        self._cleanups.discard(task)
+    def _finish(self, plan: _Plan | None, outcome: str) -> None:
+        """Release the turn: hold the process for its conversation, or end it."""
         self._running -= 1
         self._slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("closing a CLI process failed", exc_info=task.exception())
-
-    async def _close(self, client: ClaudeSDKClient | None, completed: bool) -> None:
-        if client is None:
+        if plan is None:
             return
-        try:
-            if not completed:
-                await _kill(client)
-            # Bounded: the SDK waits up to 5 s for a clean exit after stdin EOF.
-            async with asyncio.timeout(8):
-                await client.disconnect()
-        except TimeoutError:
-            await _kill(client)
-        finally:
-            self._live.discard(client)
+        process = plan.process
+        if plan.session_id is not None:
+            self._release(plan.session_id)
+        if outcome == "failed":
+            self.pool.discard(process)
+            return
+        process.turns += 1
+        process.state = "awaiting_tools" if outcome == "awaiting_tools" else "idle"
+        self.pool.give_back(plan.session_id, process)
+        if plan.session_id is None:
+            self._forget_transcript(process.session_id)
+
+    def _forget_transcript(self, cli_session_id: str) -> None:
+        folder = self._config_dir / "projects" / project_key_for_directory(self._work_dir)
+        # The CLI writes its transcript as it exits; an ephemeral turn keeps nothing.
+        asyncio.get_running_loop().call_later(
+            10, lambda: (folder / f"{cli_session_id}.jsonl").unlink(missing_ok=True)
+        )
 
     async def close(self, grace: float) -> None:
         """Stop admitting turns, let running ones finish within `grace`, then kill them."""
         self._closing = True
         end = time.monotonic() + grace
         # Runs once, at shutdown, and is bounded by `grace`: a poll is simpler than an event.
-        while self._running - len(self._cleanups) > 0 and time.monotonic() < end:  # noqa: ASYNC110
+        while self._running > 0 and time.monotonic() < end:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        for client in list(self._live):
-            await _kill(client)
-        while self._cleanups:
-            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await self.pool.close()
 
 
-async def _one(line: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    yield line
+class _UsageSum:
+    """Usage of the model calls in one answer, from the streamed message events."""
+
+    def __init__(self) -> None:
+        self._done = Usage()
+        self._current: Usage | None = None
+
+    def feed(self, event: CliEvent) -> None:
+        if isinstance(event, MessageStarted):
+            self._close()
+            self._current = event.usage
+        elif isinstance(event, MessageDelta) and self._current is not None:
+            self._current = dataclasses.replace(self._current, output_tokens=event.output_tokens)
+
+    def _close(self) -> None:
+        if self._current is not None:
+            c, d = self._current, self._done
+            self._done = Usage(
+                d.input_tokens + c.input_tokens,
+                d.output_tokens + c.output_tokens,
+                d.cache_read_tokens + c.cache_read_tokens,
+                d.cache_creation_tokens + c.cache_creation_tokens,
+            )
+            self._current = None
+
+    def total(self) -> Usage | None:
+        self._close()
+        return self._done if self._done != Usage() else None
 
 
-def _process(client: ClaudeSDKClient) -> Any:
-    # The SDK does not expose its child; we need it to kill within our own deadline
-    # (its close() waits up to 5 s, too long for a client that has gone away).
-    transport = getattr(client, "_transport", None)
-    return getattr(transport, "_process", None)
+class _Shown:
+    """What of the CLI's events the client sees: client tool names as declared, and
+    for structured output the JSON document as text instead of the CLI's own tool."""
+
+    def __init__(self, *, structured: bool) -> None:
+        self.structured = structured
+        self.client_calls: list[str] = []  # ids of client tool calls in this answer
+        self._hidden: set[int] = set()
+        self._next_index = 0
+
+    def filter(self, event: CliEvent) -> CliEvent | None:
+        index = getattr(event, "index", None)
+        if isinstance(index, int):
+            self._next_index = max(self._next_index, index + 1)
+        if isinstance(event, BlockStarted) and event.kind == "tool_use":
+            if event.name.startswith(PREFIX):
+                self.client_calls.append(event.id)
+                return dataclasses.replace(event, name=client_name(event.name))
+            if self.structured and event.name == STRUCTURED_OUTPUT_TOOL:
+                self._hidden.add(event.index)
+                return None
+        if index in self._hidden:
+            return None
+        if isinstance(event, MessageDelta) and self._hidden and event.stop_reason == "tool_use":
+            # The model "called" the structured-output tool: to the client, that is
+            # the answer ending normally.
+            return dataclasses.replace(event, stop_reason="end_turn")
+        return event
+
+    def structured_answer(self, done: TurnCompleted) -> list[CliEvent]:
+        if not self.structured or done.structured_output is None:
+            return []
+        index = self._next_index
+        text = json.dumps(done.structured_output, ensure_ascii=False)
+        return [BlockStarted(index, "text"), TextDelta(index, text), BlockStopped(index)]
 
 
-def _exit_code(client: ClaudeSDKClient) -> int | None:
-    proc = _process(client)
-    code = getattr(proc, "returncode", None)
-    return code if isinstance(code, int) else None
+def _message_stopped(line: dict[str, Any]) -> bool:
+    event = line.get("event")
+    return (
+        line.get("type") == "stream_event"
+        and isinstance(event, dict)
+        and event.get("type") == "message_stop"
+    )
 
 
-async def _kill(client: ClaudeSDKClient) -> None:
-    proc = _process(client)
-    if proc is None or proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.terminate()
+def _answer(collector: Collector) -> Message:
+    """Our answer as the client will send it back in its history."""
+    parts: list[Part] = []
+    text = "".join(b.joined for b in collector.ordered() if b.kind == "text")
+    if text:
+        parts.append(TextPart(text))
+    for block in collector.ordered():
+        if block.kind == "tool_use":
+            parts.append(ToolUsePart(block.id, block.name, block.tool_input()))
+    return Message("assistant", tuple(parts))
+
+
+def _first_text(turn: Turn) -> str:
+    for message in (*turn.history, Message("user", turn.prompt)):
+        if message.role == "user":
+            text = " ".join(p.text for p in message.parts if isinstance(p, TextPart))
+            if text.strip():
+                return text
+    return "(untitled)"
+
+
+_SPECS_KEY = "pool.recent_specs"
+
+
+def _load_specs(store: SessionStore) -> list[Spec]:
+    raw = store.get_meta(_SPECS_KEY)
+    if not raw:
+        return []
     try:
-        async with asyncio.timeout(_KILL_WAIT):
-            await proc.wait()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
+        return [Spec.from_json(item) for item in json.loads(raw)]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def _save_specs(store: SessionStore, specs: list[Spec]) -> None:
+    store.set_meta(_SPECS_KEY, json.dumps([s.to_json() for s in specs]))

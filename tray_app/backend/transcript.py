@@ -29,8 +29,8 @@ from tray_app.protocol.model import (
 )
 
 
-def block(part: Part) -> dict[str, Any]:
-    """One Anthropic content block for a part."""
+def block(part: Part, tool_prefix: str = "") -> dict[str, Any]:
+    """One Anthropic content block for a part (tool names as the model sees them)."""
     if isinstance(part, TextPart):
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
@@ -39,7 +39,8 @@ def block(part: Part) -> dict[str, Any]:
             "source": {"type": "base64", "media_type": part.media_type, "data": part.data},
         }
     if isinstance(part, ToolUsePart):
-        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.input}
+        name = tool_prefix + part.name
+        return {"type": "tool_use", "id": part.id, "name": name, "input": part.input}
     if isinstance(part, ToolResultPart):
         return {
             "type": "tool_result",
@@ -59,13 +60,18 @@ def user_line(parts: Iterable[Part]) -> dict[str, Any]:
     }
 
 
-def transcript_lines(session_id: str, history: Iterable[Message], cwd: str) -> list[dict[str, Any]]:
+def transcript_lines(
+    session_id: str, history: Iterable[Message], cwd: str, tool_prefix: str = ""
+) -> list[dict[str, Any]]:
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     lines: list[dict[str, Any]] = []
     parent: str | None = None
     for message in history:
         line_id = str(uuid.uuid4())
-        body: dict[str, Any] = {"role": message.role, "content": [block(p) for p in message.parts]}
+        body: dict[str, Any] = {
+            "role": message.role,
+            "content": [block(p, tool_prefix) for p in message.parts],
+        }
         if message.role == "assistant":
             body.update(
                 {
@@ -94,7 +100,9 @@ def transcript_lines(session_id: str, history: Iterable[Message], cwd: str) -> l
     return lines
 
 
-def write_transcript(config_dir: Path, cwd: str, history: Iterable[Message]) -> str:
+def write_transcript(
+    config_dir: Path, cwd: str, history: Iterable[Message], tool_prefix: str = ""
+) -> str:
     """Write `history` as a new session; returns its id for `resume=`."""
     session_id = str(uuid.uuid4())
     folder = config_dir / "projects" / project_key_for_directory(cwd)
@@ -103,6 +111,6 @@ def write_transcript(config_dir: Path, cwd: str, history: Iterable[Message]) -> 
     # O_EXCL: a fresh uuid never names an existing file; never overwrite one that does.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for line in transcript_lines(session_id, history, cwd):
+        for line in transcript_lines(session_id, history, cwd, tool_prefix):
             f.write(json.dumps(line, ensure_ascii=False) + "\n")
     return session_id

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import ipaddress
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from tray_app.backend.runner import TurnRunner, bundled_cli, probe_cli
+from tray_app.backend.store import SessionStore, StoreUnavailable, store_path
 from tray_app.errors import ClaudeTrayError, Forbidden, NotFound, PayloadTooLarge, Unauthorized
 from tray_app.integrations.signin import SignInStatus, read_signin_status
 from tray_app.server import routes
@@ -143,6 +145,12 @@ def build_app(ctx: routes.Context) -> web.Application:
         app.router.add_post(f"{prefix}/messages", routes.messages)
         app.router.add_get(f"{prefix}/models", routes.list_models)
         app.router.add_get(prefix + "/models/{model:.+}", routes.get_model)
+        app.router.add_post(f"{prefix}/responses", routes.responses)
+        app.router.add_post(f"{prefix}/messages/count_tokens", routes.count_tokens)
+        app.router.add_get(f"{prefix}/sessions", routes.list_sessions)
+        app.router.add_get(prefix + "/sessions/{id}", routes.get_session)
+        app.router.add_delete(prefix + "/sessions/{id}", routes.delete_session)
+        app.router.add_get(f"{prefix}/usage", routes.usage)
     app.router.add_get("/health", routes.health)
     app.router.add_get("/v1/health", routes.health)
     app.router.add_get("/", routes.root)  # also answers HEAD
@@ -168,12 +176,13 @@ async def serve(
         log.warning("Claude Code CLI at %s: %s", cli_path, cli.problem)
     else:
         log.info("Claude Code CLI %s at %s", cli.version, cli_path)
-    runner = TurnRunner(settings, env, cli_path)
+    store = await asyncio.to_thread(_open_store, settings)
+    runner = TurnRunner(settings, env, cli_path, store)
 
     def signin() -> SignInStatus:
         return read_signin_status(env, upstream_api_key=settings.upstream_api_key)
 
-    app = build_app(routes.Context(settings, runner, cli, signin))
+    app = build_app(routes.Context(settings, runner, cli, signin, store))
     app_runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
     )
@@ -190,6 +199,7 @@ async def serve(
     sockets = getattr(site._server, "sockets", None) or ()  # noqa: SLF001 - port 0 needs the bound port
     port = sockets[0].getsockname()[1] if sockets else settings.port
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    await runner.open()
     on_ready(f"http://{host}:{port}")
     try:
         await stop.wait()
@@ -198,4 +208,19 @@ async def serve(
         await site.stop()  # stop accepting
         await runner.close(settings.shutdown_grace)
         await app_runner.cleanup()
+        if store is not None:
+            await asyncio.to_thread(store.close)
         log.info("stopped")
+
+
+def _open_store(settings: Settings) -> SessionStore | None:
+    """The session store, with expired sessions dropped; None (logged) when unusable."""
+    try:
+        store = SessionStore.open(store_path(settings.paths))
+        expired = store.expire(time.time() - settings.session_ttl_days * 86400)
+    except StoreUnavailable as exc:
+        log.warning("sessions will not be kept: %s", exc)
+        return None
+    if expired:
+        log.info("forgot %d sessions unused for %g days", expired, settings.session_ttl_days)
+    return store

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tray_app.backend.store import StoreUnavailable
 from tray_app.errors import (
     Busy,
     ClaudeTrayError,
@@ -16,6 +17,7 @@ from tray_app.errors import (
     NotFound,
     NotSignedIn,
     PayloadTooLarge,
+    ShuttingDown,
     TurnTimeout,
     Unauthorized,
     UpstreamError,
@@ -63,10 +65,16 @@ def classify(exc: BaseException) -> WireError:
         return WireError(401, "authentication_error", exc.message, code="not_signed_in")
     if isinstance(exc, UpstreamError):
         return _upstream(exc)
+    if isinstance(exc, ShuttingDown):
+        return WireError(
+            503, "overloaded_error", exc.message, code="shutting_down", headers={"Retry-After": "5"}
+        )
     if isinstance(exc, CliUnavailable):
         return WireError(503, "api_error", exc.message, code="cli_unavailable")
     if isinstance(exc, CliFailed):
         return WireError(502, "api_error", exc.message, code="cli_failed")
+    if isinstance(exc, StoreUnavailable):
+        return WireError(503, "api_error", exc.message, code="store_unavailable")
     if isinstance(exc, TurnTimeout):
         return WireError(504, "timeout_error", exc.message, code=f"{exc.kind}_timeout")
     if isinstance(exc, ClaudeTrayError):

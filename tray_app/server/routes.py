@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -15,13 +16,15 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tray_app import __version__
-from tray_app.backend.runner import CliInfo, TurnRunner
-from tray_app.errors import InvalidRequest, PayloadTooLarge
+from tray_app.backend.runner import Caller, CliInfo, TurnRunner
+from tray_app.backend.store import SessionStore
+from tray_app.errors import InvalidRequest, NotFound, PayloadTooLarge
 from tray_app.integrations.signin import SignInStatus
-from tray_app.protocol import anthropic, openai_chat
+from tray_app.protocol import anthropic, openai_chat, openai_responses
 from tray_app.protocol.common import Collector
 from tray_app.protocol.model import Api, CliEvent, Turn, TurnCompleted
 from tray_app.protocol.models import model_body, models_body, resolve_model
+from tray_app.protocol.tokens import estimate_input_tokens
 from tray_app.server.errors import classify, error_body
 from tray_app.settings import Settings
 
@@ -34,6 +37,7 @@ class Context:
     runner: TurnRunner
     cli: CliInfo
     signin: Callable[[], SignInStatus]
+    store: SessionStore | None = None
 
 
 CONTEXT = web.AppKey("context", Context)
@@ -46,7 +50,38 @@ class StreamTranslator(Protocol):
 
 
 def api_of(request: web.Request) -> Api:
-    return "anthropic" if request.path.rstrip("/").endswith("/messages") else "openai"
+    path = request.path.rstrip("/")
+    if path.endswith(("/messages", "/messages/count_tokens")):
+        return "anthropic"
+    return "responses" if path.endswith("/responses") else "openai"
+
+
+_SESSION_HEADERS = ("X-Session-Id", "X-Claude-Session-ID")
+_EPHEMERAL_HEADER = "X-Claude-Tray-Ephemeral"
+_CLIENT_HEADER = "X-Claude-Tray-Client"
+
+
+def with_headers(request: web.Request, turn: Turn) -> Turn:
+    """Session controls that clients unable to change the body send as headers."""
+    changes: dict[str, Any] = {}
+    if turn.session_id is None:
+        for name in _SESSION_HEADERS:
+            value = request.headers.get(name, "").strip()
+            if value:
+                changes["session_id"] = value
+                break
+    if request.headers.get(_EPHEMERAL_HEADER, "").strip().lower() in ("1", "true", "yes"):
+        changes["ephemeral"] = True
+    return dataclasses.replace(turn, **changes) if changes else turn
+
+
+def client_of(request: web.Request) -> str:
+    """A short client name for usage records: our header, else the User-Agent's product."""
+    named = request.headers.get(_CLIENT_HEADER, "").strip()
+    if named:
+        return named[:64]
+    agent = request.headers.get("User-Agent", "").strip()
+    return agent.split(" ")[0][:64] if agent else "unknown"
 
 
 async def read_json(request: web.Request) -> Any:
@@ -80,10 +115,27 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return await _serve(request, turn)
 
 
+async def responses(request: web.Request) -> web.StreamResponse:
+    turn = openai_responses.parse_request(await read_json(request))
+    return await _serve(request, turn)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    turn = anthropic.parse_count_tokens(await read_json(request))
+    resolve_model(turn.model, request.app[CONTEXT].settings.model_aliases)
+    return web.json_response(
+        anthropic.count_tokens_body(estimate_input_tokens(turn)),
+        headers={"X-Claude-Tray-Estimate": "true"},
+    )
+
+
 async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
+    turn = with_headers(request, turn)
     model = resolve_model(turn.model, ctx.settings.model_aliases)
     rid = request[REQUEST_ID]
+    response_id = _response_id() if turn.api == "responses" else None
+    caller = Caller(rid, client_of(request), None if turn.ephemeral else response_id)
     headers = {"X-Claude-Tray-Model": model}
     if turn.ignored:
         headers["X-Claude-Tray-Ignored"] = ",".join(turn.ignored)
@@ -96,21 +148,32 @@ async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
         turn.stream,
         turn.user or "-",
     )
-    events = ctx.runner.events(turn, model, rid)
+    events = ctx.runner.events(turn, model, caller)
     async with _Pump(events) as pump:
         if not turn.stream:
-            return await _whole(turn, pump, headers)
-        return await _stream(request, turn, pump, headers, rid)
+            return await _whole(turn, pump, headers, response_id)
+        return await _stream(request, turn, pump, headers, rid, response_id)
 
 
-async def _whole(turn: Turn, pump: _Pump, headers: dict[str, str]) -> web.Response:
+async def _whole(
+    turn: Turn, pump: _Pump, headers: dict[str, str], response_id: str | None
+) -> web.Response:
     collector = Collector(turn.stop)
     while (event := await pump.next(None)) is not None:
         collector.feed(event)
     if collector.session_id:
         headers["X-Session-Id"] = collector.session_id
+    body: dict[str, Any]
     if turn.api == "anthropic":
         body = anthropic.message_body(collector, message_id=_message_id(), model=turn.model)
+    elif turn.api == "responses":
+        body = openai_responses.response_body(
+            collector,
+            response_id=response_id or _response_id(),
+            model=turn.model,
+            created=int(time.time()),
+            previous_response_id=turn.previous_response_id,
+        )
     else:
         body = openai_chat.completion_body(
             collector, completion_id=_completion_id(), model=turn.model, created=int(time.time())
@@ -119,7 +182,12 @@ async def _whole(turn: Turn, pump: _Pump, headers: dict[str, str]) -> web.Respon
 
 
 async def _stream(
-    request: web.Request, turn: Turn, pump: _Pump, headers: dict[str, str], rid: str
+    request: web.Request,
+    turn: Turn,
+    pump: _Pump,
+    headers: dict[str, str],
+    rid: str,
+    response_id: str | None,
 ) -> web.StreamResponse:
     translator: StreamTranslator
     keepalive: bytes
@@ -128,6 +196,15 @@ async def _stream(
             message_id=_message_id(), model=turn.model, stops=turn.stop
         )
         keepalive = anthropic.PING
+    elif turn.api == "responses":
+        translator = openai_responses.ResponsesStream(
+            response_id=response_id or _response_id(),
+            model=turn.model,
+            created=int(time.time()),
+            stops=turn.stop,
+            previous_response_id=turn.previous_response_id,
+        )
+        keepalive = b": keepalive\n\n"
     else:
         translator = openai_chat.ChatStream(
             completion_id=_completion_id(),
@@ -218,6 +295,10 @@ def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
+def _response_id() -> str:
+    return f"resp_{uuid.uuid4().hex}"
+
+
 # ---- models and health ----
 
 
@@ -243,6 +324,9 @@ async def health(request: web.Request) -> web.Response:
             "cli": {"path": ctx.cli.path, "version": ctx.cli.version, "problem": ctx.cli.problem},
             "signin": status,
             "turns": ctx.runner.stats,
+            "pool": ctx.runner.pool.stats,
+            "rate_limits": ctx.runner.rate_limits,
+            "sessions_kept": ctx.store is not None,
         }
     )
 
@@ -250,3 +334,70 @@ async def health(request: web.Request) -> web.Response:
 async def root(request: web.Request) -> web.Response:
     # Claude Code sends `HEAD /` before its first request; a plain 200 is what it wants.
     return web.json_response({"name": "claude-tray", "version": __version__})
+
+
+# ---- sessions and usage ----
+
+
+def _store(request: web.Request) -> SessionStore:
+    store = request.app[CONTEXT].store
+    if store is None:
+        raise NotFound(
+            "Sessions are not kept: the session store could not be opened (see the log)."
+        )
+    return store
+
+
+def _session_json(record: Any) -> dict[str, Any]:
+    body = dataclasses.asdict(record)
+    body.pop("tip", None)
+    body.pop("spawn_key", None)
+    body["object"] = "session"
+    return body
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    store = _store(request)
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+        offset = max(int(request.query.get("offset", "0")), 0)
+    except ValueError as exc:
+        raise InvalidRequest("'limit' and 'offset' must be integers.", param="limit") from exc
+    query = request.query.get("q") or None
+    records = await asyncio.to_thread(store.list, limit=limit, offset=offset, query=query)
+    return web.json_response(
+        {
+            "object": "list",
+            "data": [_session_json(r) for r in records],
+            "has_more": len(records) == limit,
+        }
+    )
+
+
+async def get_session(request: web.Request) -> web.Response:
+    store = _store(request)
+    record = await asyncio.to_thread(store.get, request.match_info["id"])
+    if record is None:
+        raise NotFound(f"No session with id '{request.match_info['id']}'.")
+    return web.json_response(_session_json(record))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    store = _store(request)
+    session_id = request.match_info["id"]
+    if not await asyncio.to_thread(store.delete, session_id):
+        raise NotFound(f"No session with id '{session_id}'.")
+    request.app[CONTEXT].runner.pool.drop_session(session_id)
+    return web.json_response({"id": session_id, "object": "session.deleted", "deleted": True})
+
+
+async def usage(request: web.Request) -> web.Response:
+    store = _store(request)
+    since = request.query.get("since")
+    try:
+        since_value = float(since) if since else None
+    except ValueError as exc:
+        raise InvalidRequest("'since' must be a Unix time in seconds.", param="since") from exc
+    totals = await asyncio.to_thread(store.usage_totals, since_value)
+    ctx = request.app[CONTEXT]
+    return web.json_response({"object": "usage", **totals, "rate_limits": ctx.runner.rate_limits})

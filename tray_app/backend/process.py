@@ -1,0 +1,251 @@
+"""One `claude` process: how it was started, its stream of lines, its client tools, its end.
+
+A process is started for one `Spec` (what must be fixed when the CLI starts) and then
+serves one conversation for as long as it lives: turn after turn on one stdin, which
+is what makes a continued conversation fast. Whoever holds a CliProcess owns it and
+must `kill` or `close` it; nothing else ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from claude_agent_sdk import (
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ClaudeSDKError,
+    CLIConnectionError,
+    CLINotFoundError,
+)
+
+from tray_app import __version__
+from tray_app.backend.client_tools import ToolBridge
+from tray_app.backend.env import child_env
+from tray_app.backend.transcript import user_line
+from tray_app.errors import CliFailed, CliUnavailable
+from tray_app.protocol.model import Effort, Part, ToolResultPart, ToolSpec
+from tray_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STDERR_LINES = 50
+_KILL_WAIT = 0.5
+# A client tool call waits for the client's next request; the CLI must not give up first.
+_TOOL_WAIT_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """What a CLI process is started with and cannot change later."""
+
+    model: str
+    system: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int | None = None
+    effort: Effort | None = None
+    thinking_budget: int | None = None
+    output_schema: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable text form: equal keys mean one process can serve either spec."""
+        return json.dumps(self.to_json(), sort_keys=True, ensure_ascii=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "system": self.system,
+            "tools": [[t.name, t.description, t.input_schema] for t in self.tools],
+            "max_tokens": self.max_tokens,
+            "effort": self.effort,
+            "thinking_budget": self.thinking_budget,
+            "output_schema": self.output_schema,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Spec:
+        return cls(
+            model=str(raw["model"]),
+            system=raw.get("system"),
+            tools=tuple(ToolSpec(n, d, s) for n, d, s in raw.get("tools", [])),
+            max_tokens=raw.get("max_tokens"),
+            effort=raw.get("effort"),
+            thinking_budget=raw.get("thinking_budget"),
+            output_schema=raw.get("output_schema"),
+        )
+
+
+State = Literal["idle", "busy", "awaiting_tools", "dead"]
+
+
+class CliProcess:
+    """A started CLI process and the conversation it serves."""
+
+    def __init__(self, client: ClaudeSDKClient, spec: Spec, session_id: str, bridge: ToolBridge):
+        self.spec = spec
+        self.session_id = session_id
+        self.bridge = bridge
+        self.state: State = "idle"
+        self.pending_tools: frozenset[str] = frozenset()
+        self.turns = 0  # turns answered; 0 for a warm process nobody has used
+        self.last_used = time.monotonic()
+        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
+        self._client = client
+        # One iterator for the process's life: the CLI's lines across every turn.
+        self.lines: AsyncIterator[dict[str, Any]] = client._query.receive_messages()  # type: ignore[union-attr]  # noqa: SLF001 - the SDK's parsed messages drop fields we need
+
+    @property
+    def alive(self) -> bool:
+        proc = _process(self._client)
+        return self.state != "dead" and proc is not None and proc.returncode is None
+
+    @property
+    def exit_code(self) -> int | None:
+        code = getattr(_process(self._client), "returncode", None)
+        return code if isinstance(code, int) else None
+
+    async def send(self, parts: tuple[Part, ...]) -> None:
+        """Ask the CLI to answer a new user message."""
+        await self._client.query(_one(user_line(parts)))
+
+    def supply(self, results: tuple[ToolResultPart, ...]) -> None:
+        """Hand the client's tool results to the calls waiting for them."""
+        self.bridge.supply(results)
+        self.pending_tools = frozenset()
+
+    async def kill(self) -> None:
+        """End the process now (a turn abandoned, a timeout, shutdown)."""
+        self.state = "dead"
+        self.bridge.abandon("The conversation ended before the client sent this result.")
+        proc = _process(self._client)
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            try:
+                async with asyncio.timeout(_KILL_WAIT):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close stdin and let the CLI flush its transcript and exit (bounded)."""
+        self.state = "dead"
+        self.bridge.abandon("The conversation ended before the client sent this result.")
+        try:
+            # The SDK waits up to 5 s for a clean exit after stdin EOF.
+            async with asyncio.timeout(8):
+                await self._client.disconnect()
+        except TimeoutError:
+            await self.kill()
+        except Exception:
+            log.warning("closing a CLI process failed", exc_info=True)
+
+
+async def start(
+    spec: Spec,
+    settings: Settings,
+    parent_env: Mapping[str, str],
+    cli_path: str,
+    work_dir: str,
+    *,
+    resume: str | None = None,
+) -> CliProcess:
+    """Start a CLI process for `spec`, new (its own session id) or resuming `resume`."""
+    bridge = ToolBridge(spec.tools)
+    session_id = resume or str(uuid.uuid4())
+    stderr: deque[str] = deque(maxlen=STDERR_LINES)
+    env = child_env(settings, parent_env, max_tokens=spec.max_tokens)
+    # Without this the CLI hides MCP tools behind its ToolSearch tool (DESIGN.md §2).
+    env["ENABLE_TOOL_SEARCH"] = "false"
+    env.setdefault("MCP_TOOL_TIMEOUT", str(_TOOL_WAIT_MS))
+    server = bridge.server()
+    options = ClaudeAgentOptions(
+        cli_path=cli_path,
+        # Client-tool mode: no built-in tool can touch this machine; the client's
+        # tools are offered as real definitions and run by the client.
+        tools=[],
+        mcp_servers={server["name"]: server} if spec.tools else {},
+        allowed_tools=bridge.allowed,
+        include_partial_messages=True,
+        model=spec.model,
+        system_prompt=spec.system,
+        effort=spec.effort,
+        thinking=_thinking(spec.thinking_budget),
+        output_format=(
+            {"type": "json_schema", "schema": spec.output_schema}
+            if spec.output_schema is not None
+            else None
+        ),
+        # The user's settings, hooks and plugins belong to their own Claude Code
+        # sessions; a proxy turn starts from a clean slate (and starts faster).
+        setting_sources=[],
+        cwd=work_dir,
+        resume=resume,
+        session_id=None if resume else session_id,
+        env=env,
+        stderr=stderr.append,
+        # Names us to the CLI, and spares the SDK deriving a label on every spawn.
+        client_app=f"claude-tray/{__version__}",
+    )
+    client = ClaudeSDKClient(options)
+    try:
+        await client.connect()
+    except (CLINotFoundError, FileNotFoundError, PermissionError) as exc:
+        await _discard(client)
+        raise CliUnavailable(cli_path, str(exc) or type(exc).__name__) from exc
+    except CLIConnectionError as exc:
+        await _discard(client)
+        raise CliUnavailable(cli_path, f"{exc}; {' '.join(stderr)[-300:]}") from exc
+    except ClaudeSDKError as exc:
+        # The process died while starting (killed, crashed): the turn cannot run.
+        await _discard(client)
+        raise CliFailed(getattr(exc, "exit_code", None), "\n".join(stderr)) from exc
+    except BaseException:
+        await _discard(client)
+        raise
+    process = CliProcess(client, spec, session_id, bridge)
+    process.stderr = stderr
+    return process
+
+
+def _thinking(budget: int | None) -> Any:
+    if budget is None:
+        return None
+    if budget == 0:
+        return {"type": "disabled"}
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+async def _discard(client: ClaudeSDKClient) -> None:
+    proc = _process(client)
+    if proc is not None and proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            await proc.wait()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await client.disconnect()
+
+
+async def _one(line: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield line
+
+
+def _process(client: ClaudeSDKClient) -> Any:
+    # The SDK does not expose its child; we need it to kill within our own deadline
+    # (its close() waits up to 5 s, too long for a client that has gone away).
+    transport = getattr(client, "_transport", None)
+    return getattr(transport, "_process", None)
