@@ -16,6 +16,7 @@ from tray_app.protocol.model import (
     ErrorReported,
     MessageDelta,
     MessageStarted,
+    QuotaWindow,
     RateLimitReported,
     SessionStarted,
     SignatureDelta,
@@ -457,6 +458,31 @@ def test_rate_limit_event() -> None:
     assert parse_line({"type": "rate_limit_event", "rate_limit_info": info}) == [
         RateLimitReported("allowed_warning", "five_hour", 1767225600, 0.8, raw=info)
     ]
+
+
+def test_rate_limit_event_with_windows_and_extra_usage() -> None:
+    # As CLI 2.1.330 reports it when the five-hour window is used up and overage is on.
+    info = {
+        "status": "rejected",
+        "resetsAt": 1795318521,
+        "rateLimitType": "five_hour",
+        "overageStatus": "allowed",
+        "overageResetsAt": 1795401321,
+        "isUsingOverage": True,
+        "overageInUse": True,
+        "unifiedWindows": {
+            "five_hour": {"utilization": 1, "resetsAt": 1795318521},
+            "seven_day": {"utilization": 0.4, "resetsAt": 1795574121},
+            "odd": "not an object",
+        },
+    }
+    (event,) = parse_line({"type": "rate_limit_event", "rate_limit_info": info})
+    assert isinstance(event, RateLimitReported)
+    assert event.using_overage is True
+    assert event.windows == (
+        QuotaWindow("five_hour", 1.0, 1795318521),
+        QuotaWindow("seven_day", 0.4, 1795574121),
+    )
 
 
 def _se(event: Any) -> dict[str, Any]:

@@ -234,7 +234,7 @@ class Upstream:
         self, request: web.Request, reply: Reply, body: dict[str, Any]
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "request-id": "req_test"}
+            headers={"Content-Type": "text/event-stream", "request-id": "req_test", **reply.headers}
         )
         await resp.prepare(request)
         if reply.first_delay:

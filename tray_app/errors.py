@@ -5,6 +5,8 @@ Exceptions carry fields, never messages meant to be parsed. `message` is for peo
 
 from __future__ import annotations
 
+import time
+
 
 class ClaudeTrayError(Exception):
     """Base of every error claude-tray raises on purpose."""
@@ -85,6 +87,20 @@ class CliUnavailable(ClaudeTrayError):
         )
         self.path = path
         self.detail = detail
+
+
+class ExtraUsagePaused(ClaudeTrayError):
+    """The plan's window is used up and further calls would be billed as extra usage."""
+
+    def __init__(self, until: float) -> None:
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(until))
+        super().__init__(
+            "Your Claude plan's usage limit is reached, and further requests would be "
+            f"billed as extra usage. claude-tray has paused until the limit resets ({when}) "
+            "because the setting on_extra_usage is 'pause'. Set on_extra_usage to 'warn' "
+            "or 'allow' (CLAUDE_TRAY_ON_EXTRA_USAGE) to go on and pay for extra usage."
+        )
+        self.until = until
 
 
 class ShuttingDown(ClaudeTrayError):

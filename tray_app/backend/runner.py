@@ -26,6 +26,7 @@ from claude_agent_sdk import ClaudeSDKError, project_key_for_directory
 from tray_app.backend import pool as pool_mod
 from tray_app.backend.client_tools import PREFIX, client_name
 from tray_app.backend.process import CliProcess, Spec, start
+from tray_app.backend.quota import Quota
 from tray_app.backend.store import (
     SessionRecord,
     SessionStore,
@@ -38,6 +39,7 @@ from tray_app.errors import (
     Busy,
     ClaudeTrayError,
     CliFailed,
+    ExtraUsagePaused,
     NotFound,
     NotSignedIn,
     ShuttingDown,
@@ -170,7 +172,7 @@ class TurnRunner:
         self._closing = False
         # Sessions answering a request now, each with an event set when it is free.
         self._busy: dict[str, asyncio.Event] = {}
-        self.rate_limits: dict[str, dict[str, Any]] = {}
+        self.quota = Quota()
         self.pool = pool_mod.ProcessPool(
             self._start,
             size=settings.pool_size,
@@ -195,6 +197,12 @@ class TurnRunner:
         specs = await self._store_call(_load_specs)
         if specs:
             self.pool.prewarm(specs)
+        saved = await self._store_call(lambda s: s.get_meta(_QUOTA_KEY))
+        if saved:
+            try:
+                self.quota = Quota.from_json(json.loads(saved))
+            except (ValueError, TypeError, AttributeError):
+                log.warning("ignoring an unreadable saved quota snapshot")
 
     async def _start(self, spec: Spec, resume: str | None) -> CliProcess:
         return await start(
@@ -211,6 +219,8 @@ class TurnRunner:
         """
         if self._closing:
             raise ShuttingDown
+        if self._settings.on_extra_usage == "pause" and self.quota.extra_usage():
+            raise ExtraUsagePaused(self.quota.extra_usage_until or time.time())
         if self._waiting >= self._settings.max_queue and self._slots.locked():
             raise Busy(retry_after=BUSY_RETRY_AFTER)
         self._waiting += 1
@@ -426,7 +436,7 @@ class TurnRunner:
                     reported = event
                     continue
                 if isinstance(event, RateLimitReported):
-                    self._note_rate_limit(event)
+                    await self._note_rate_limit(event, caller.request_id)
                 usage.feed(event)
                 if isinstance(event, MessageDelta):
                     last_stop = event.stop_reason
@@ -570,14 +580,17 @@ class TurnRunner:
             log.warning("session store: %s", exc)
             return None
 
-    def _note_rate_limit(self, event: RateLimitReported) -> None:
-        self.rate_limits[event.window or "unknown"] = {
-            "status": event.status,
-            "window": event.window,
-            "resets_at": event.resets_at,
-            "utilization": event.utilization,
-            "seen_at": time.time(),
-        }
+    async def _note_rate_limit(self, event: RateLimitReported, request_id: str) -> None:
+        if self.quota.note(event):
+            log.warning(
+                "[%s] Anthropic billed this request as extra usage (the plan's %s window "
+                "is used up); on_extra_usage=%s",
+                request_id,
+                event.window or "usage",
+                self._settings.on_extra_usage,
+            )
+        snapshot = json.dumps(self.quota.to_json())
+        await self._store_call(lambda s: s.set_meta(_QUOTA_KEY, snapshot))
 
     def _finish(self, plan: _Plan | None, outcome: str) -> None:
         """Release the turn: hold the process for its conversation, or end it."""
@@ -714,6 +727,7 @@ def _first_text(turn: Turn) -> str:
 
 
 _SPECS_KEY = "pool.recent_specs"
+_QUOTA_KEY = "quota"
 
 
 def _load_specs(store: SessionStore) -> list[Spec]:

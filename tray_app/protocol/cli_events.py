@@ -13,6 +13,7 @@ from tray_app.protocol.model import (
     ErrorReported,
     MessageDelta,
     MessageStarted,
+    QuotaWindow,
     RateLimitReported,
     SessionStarted,
     SignatureDelta,
@@ -170,16 +171,31 @@ def _result(line: dict[str, Any]) -> TurnCompleted:
 
 
 def _rate_limit(info: dict[str, Any]) -> RateLimitReported:
-    resets = info.get("resetsAt")
-    utilization = info.get("utilization")
     window = info.get("rateLimitType")
+    windows = tuple(
+        QuotaWindow(str(name), _number(w.get("utilization")), _int(w.get("resetsAt")))
+        for name, w in _obj(info.get("unifiedWindows")).items()
+        if isinstance(w, dict)
+    )
     return RateLimitReported(
         status=str(info.get("status", "")),
         window=window if isinstance(window, str) else None,
-        resets_at=resets if isinstance(resets, int) else None,
-        utilization=float(utilization) if isinstance(utilization, int | float) else None,
+        resets_at=_int(info.get("resetsAt")),
+        utilization=_number(info.get("utilization")),
         raw=info,
+        using_overage=info.get("isUsingOverage") is True,
+        windows=windows,
     )
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 class CliStream:

@@ -186,12 +186,26 @@ class MessageDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaWindow:
+    """One of the plan's usage windows (five_hour, seven_day, ...)."""
+
+    name: str
+    utilization: float | None
+    resets_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RateLimitReported:
+    """The CLI's view of the plan's limits after a call (subscription sign-in only)."""
+
     status: str  # allowed | allowed_warning | rejected
     window: str | None
     resets_at: int | None
     utilization: float | None
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The call was billed as extra usage (the plan's window is used up, overage allowed).
+    using_overage: bool = False
+    windows: tuple[QuotaWindow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

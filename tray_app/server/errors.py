@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,7 @@ from tray_app.errors import (
     ClaudeTrayError,
     CliFailed,
     CliUnavailable,
+    ExtraUsagePaused,
     Forbidden,
     InvalidRequest,
     ModelNotFound,
@@ -65,6 +67,15 @@ def classify(exc: BaseException) -> WireError:
         return WireError(401, "authentication_error", exc.message, code="not_signed_in")
     if isinstance(exc, UpstreamError):
         return _upstream(exc)
+    if isinstance(exc, ExtraUsagePaused):
+        retry = max(1, int(exc.until - time.time()))
+        return WireError(
+            402,
+            "billing_error",
+            exc.message,
+            code="extra_usage_paused",
+            headers={"Retry-After": str(retry)},
+        )
     if isinstance(exc, ShuttingDown):
         return WireError(
             503, "overloaded_error", exc.message, code="shutting_down", headers={"Retry-After": "5"}
@@ -120,6 +131,7 @@ _OPENAI_TYPES = {
     "overloaded_error": "server_error",
     "timeout_error": "server_error",
     "api_error": "server_error",
+    "billing_error": "insufficient_quota",
 }
 
 

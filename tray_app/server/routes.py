@@ -137,6 +137,9 @@ async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
     response_id = _response_id() if turn.api == "responses" else None
     caller = Caller(rid, client_of(request), None if turn.ephemeral else response_id)
     headers = {"X-Claude-Tray-Model": model}
+    if ctx.runner.quota.extra_usage():
+        # on_extra_usage is warn or allow here (pause refuses before any work).
+        headers["X-Claude-Tray-Warning"] = "billed-as-extra-usage"
     if turn.ignored:
         headers["X-Claude-Tray-Ignored"] = ",".join(turn.ignored)
     log.info(
@@ -325,7 +328,7 @@ async def health(request: web.Request) -> web.Response:
             "signin": status,
             "turns": ctx.runner.stats,
             "pool": ctx.runner.pool.stats,
-            "rate_limits": ctx.runner.rate_limits,
+            "quota": {**ctx.runner.quota.to_json(), "on_extra_usage": ctx.settings.on_extra_usage},
             "sessions_kept": ctx.store is not None,
         }
     )
@@ -400,4 +403,5 @@ async def usage(request: web.Request) -> web.Response:
         raise InvalidRequest("'since' must be a Unix time in seconds.", param="since") from exc
     totals = await asyncio.to_thread(store.usage_totals, since_value)
     ctx = request.app[CONTEXT]
-    return web.json_response({"object": "usage", **totals, "rate_limits": ctx.runner.rate_limits})
+    quota = {**ctx.runner.quota.to_json(), "on_extra_usage": ctx.settings.on_extra_usage}
+    return web.json_response({"object": "usage", **totals, "quota": quota})
