@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from conftest import Proxy, ant, oai
-from upstream import Reply, Text, ToolUse, Upstream, text
+from upstream import Reply, Text, Thinking, ToolUse, Upstream, text
 
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -379,3 +379,77 @@ def test_responses_function_call_round_trip(proxy: Proxy, upstream: Upstream) ->
     results = tool_results(upstream.messages_requests()[1].body)
     assert [r["tool_use_id"] for r in results] == [call.call_id]
     assert "18 C, cloudy" in json.dumps(results[0]["content"])
+
+
+# ---- reasoning ----
+
+
+def test_reasoning_effort_reaches_the_model(proxy: Proxy, upstream: Upstream) -> None:
+    oai(proxy).chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "think hard"}],
+        reasoning_effort="high",
+    )
+    body = upstream.messages_requests()[0].body
+    assert body.get("output_config", {}).get("effort") == "high"
+
+
+def test_anthropic_thinking_round_trip_keeps_the_signature(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    upstream.push(
+        Reply(blocks=(Thinking(("Let me ", "think."), signature="sig-abc"), Text(("Four.",)))),
+        text("Eight."),
+    )
+    client = ant(proxy)
+    messages: list[Any] = [{"role": "user", "content": "2+2?"}]
+    thinking: Any = {"type": "enabled", "budget_tokens": 2048}
+    with client.messages.stream(
+        model="sonnet", max_tokens=4096, messages=messages, thinking=thinking
+    ) as stream:
+        deltas = [e.thinking for e in stream if e.type == "thinking"]
+        first = stream.get_final_message()
+    assert "".join(deltas) == "Let me think."
+    block = first.content[0]
+    assert block.type == "thinking"
+    assert block.signature == "sig-abc"
+    # Claude Code 2.1.330 asks for adaptive thinking on models that have it, whatever
+    # budget it is given (the README lists the budget as approximated).
+    assert upstream.messages_requests()[0].body["thinking"]["type"] in ("adaptive", "enabled")
+
+    messages += [
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": "and 4+4?"},
+    ]
+    second = client.messages.create(
+        model="sonnet", max_tokens=4096, messages=messages, thinking=thinking
+    )
+    assert second.content[-1].text == "Eight."  # type: ignore[union-attr]
+    later = upstream.messages_requests()[1].body
+    kept = [
+        b
+        for m in later["messages"]
+        if m["role"] == "assistant"
+        for b in m["content"]
+        if b.get("type") == "thinking"
+    ]
+    assert [(b["thinking"], b["signature"]) for b in kept] == [("Let me think.", "sig-abc")]
+
+
+def test_an_image_url_gets_a_clear_400(proxy: Proxy) -> None:
+    r = httpx.post(
+        proxy.openai_url + "/chat/completions",
+        json={
+            "model": "sonnet",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+                    ],
+                }
+            ],
+        },
+    )
+    assert r.status_code == 400
+    assert "data:" in r.json()["error"]["message"]
