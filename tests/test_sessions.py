@@ -11,6 +11,9 @@ import httpx
 from conftest import Proxy, oai, proxy_env, start_proxy
 from upstream import Upstream, text
 
+from tray_app.backend.transcript import write_transcript
+from tray_app.protocol.model import Message, TextPart
+
 
 def chat(proxy: Proxy, messages: list[dict[str, Any]], **headers: str) -> httpx.Response:
     r = httpx.post(
@@ -313,3 +316,26 @@ def test_a_named_request_of_another_kind_starts_its_own_session(
     assert title.headers["x-session-id"] == "ses_oc"
     assert main.headers["x-session-id"] != "ses_oc"
     assert turns_of(upstream.messages_requests()[-1].body) == [("user", "fix the bug")]
+
+
+def test_claude_codes_own_sessions_are_listed_read_only(
+    make_proxy: Any, upstream: Upstream
+) -> None:
+    proxy = make_proxy()
+    chat(proxy, [{"role": "user", "content": "a proxy conversation"}])
+    # A session the user had with Claude Code itself, in another project.
+    project = proxy.home / "my-project"
+    project.mkdir()
+    theirs = write_transcript(
+        proxy.home / "claude-config",
+        str(project),
+        [Message("user", (TextPart("refactor the parser"),))],
+    )
+    listed = httpx.get(proxy.openai_url + "/sessions?source=claude-code").json()["data"]
+    assert [s["id"] for s in listed] == [theirs]
+    assert listed[0]["read_only"] is True
+    assert listed[0]["cwd"] == str(project)
+    assert "refactor the parser" in listed[0]["title"]
+    bad = httpx.get(proxy.openai_url + "/sessions?source=elsewhere")
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "source"

@@ -164,7 +164,7 @@ class TurnRunner:
         self._parent_env = dict(parent_env)
         self.cli_path = cli_path
         self._store = store
-        self._work_dir = os.path.realpath(settings.paths.data_dir / "work")
+        self.work_dir = os.path.realpath(settings.paths.data_dir / "work")
         self._config_dir = claude_config_dir(self._parent_env)
         self._slots = asyncio.Semaphore(settings.max_concurrent)
         self._waiting = 0
@@ -192,7 +192,7 @@ class TurnRunner:
 
     async def open(self) -> None:
         """Start the reaper and warm processes for the specs used before the last restart."""
-        os.makedirs(self._work_dir, mode=0o700, exist_ok=True)
+        os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         self._reaper = asyncio.get_running_loop().create_task(self.pool.run_reaper())
         specs = await self._store_call(_load_specs)
         if specs:
@@ -206,7 +206,7 @@ class TurnRunner:
 
     async def _start(self, spec: Spec, resume: str | None) -> CliProcess:
         return await start(
-            spec, self._settings, self._parent_env, self.cli_path, self._work_dir, resume=resume
+            spec, self._settings, self._parent_env, self.cli_path, self.work_dir, resume=resume
         )
 
     # ---- one turn ----
@@ -400,12 +400,12 @@ class TurnRunner:
             send = (TextPart(CONTINUE_PROMPT),)
         prefix = PREFIX if spec.tools else ""
         resume = await asyncio.to_thread(
-            write_transcript, self._config_dir, self._work_dir, history, prefix
+            write_transcript, self._config_dir, self.work_dir, history, prefix
         )
         return await self.pool.new_process(spec, resume=resume), send
 
     def _transcript_exists(self, cli_session_id: str) -> bool:
-        folder = self._config_dir / "projects" / project_key_for_directory(self._work_dir)
+        folder = self._config_dir / "projects" / project_key_for_directory(self.work_dir)
         return (folder / f"{cli_session_id}.jsonl").is_file()
 
     async def _segment(
@@ -611,7 +611,7 @@ class TurnRunner:
             self._forget_transcript(process.session_id)
 
     def _forget_transcript(self, cli_session_id: str) -> None:
-        folder = self._config_dir / "projects" / project_key_for_directory(self._work_dir)
+        folder = self._config_dir / "projects" / project_key_for_directory(self.work_dir)
         # The CLI writes its transcript as it exits; an ephemeral turn keeps nothing.
         asyncio.get_running_loop().call_later(
             10, lambda: (folder / f"{cli_session_id}.jsonl").unlink(missing_ok=True)

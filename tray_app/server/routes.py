@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from tray_app import __version__
+from tray_app.backend.claude_sessions import claude_code_sessions
 from tray_app.backend.runner import Caller, CliInfo, TurnRunner
 from tray_app.backend.store import SessionStore
 from tray_app.errors import InvalidRequest, NotFound, PayloadTooLarge
@@ -356,16 +357,25 @@ def _session_json(record: Any) -> dict[str, Any]:
     body.pop("tip", None)
     body.pop("spawn_key", None)
     body["object"] = "session"
+    body["source"] = "claude-tray"
     return body
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    store = _store(request)
+    source = request.query.get("source", "claude-tray")
+    if source not in ("claude-tray", "claude-code"):
+        raise InvalidRequest("'source' must be claude-tray or claude-code.", param="source")
     try:
         limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
         offset = max(int(request.query.get("offset", "0")), 0)
     except ValueError as exc:
         raise InvalidRequest("'limit' and 'offset' must be integers.", param="limit") from exc
+    if source == "claude-code":
+        found = await asyncio.to_thread(
+            claude_code_sessions, request.app[CONTEXT].runner.work_dir, limit, offset
+        )
+        return web.json_response({"object": "list", "data": found, "has_more": len(found) == limit})
+    store = _store(request)
     query = request.query.get("q") or None
     records = await asyncio.to_thread(store.list, limit=limit, offset=offset, query=query)
     return web.json_response(
