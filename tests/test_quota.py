@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 from conftest import Proxy, proxy_env, start_proxy
-from upstream import Upstream, text
+from upstream import Upstream, error, text
 
 from tray_app.backend.quota import DEFAULT_PAUSE, Quota
 from tray_app.protocol.model import QuotaWindow, RateLimitReported
@@ -135,3 +135,21 @@ def test_extra_usage_with_warn_answers_and_says_so(
         assert "billed this request as extra usage" in proxy.log()
     finally:
         assert proxy.stop() == 0
+
+
+def test_the_third_party_extra_usage_answer_is_a_402_and_pauses(
+    make_proxy: Any, upstream: Upstream
+) -> None:
+    """Anthropic's 400 for third-party traffic on a plan (DESIGN.md §5)."""
+    message = "Third-party apps now draw from your extra usage, not your plan limits."
+    # The CLI retries a 400 twice with CLAUDE_CODE_MAX_RETRIES=0 (seen with 2.1.330).
+    upstream.push(error(400, message), error(400, message), error(400, message))
+    proxy = make_proxy()
+    first = ask(proxy)
+    assert first.status_code == 402
+    assert first.json()["error"]["code"] == "extra_usage_required"
+    assert "extra usage" in first.json()["error"]["message"]
+    second = ask(proxy)
+    assert second.status_code == 402
+    assert second.json()["error"]["code"] == "extra_usage_paused"
+    assert httpx.get(proxy.url + "/health").json()["quota"]["extra_usage"]["active"] is True

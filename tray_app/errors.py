@@ -89,6 +89,19 @@ class CliUnavailable(ClaudeTrayError):
         self.detail = detail
 
 
+class ExtraUsageRequired(ClaudeTrayError):
+    """Anthropic refused the call: requests like this one are paid from extra usage."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Anthropic answered: {detail} claude-tray does not retry it. Turn on extra usage "
+            "for your account (claude.ai settings) or sign claude-tray in with an API key "
+            "(CLAUDE_TRAY_UPSTREAM_API_KEY); setting on_extra_usage decides whether "
+            "claude-tray then lets such requests through."
+        )
+        self.detail = detail
+
+
 class ExtraUsagePaused(ClaudeTrayError):
     """The plan's window is used up and further calls would be billed as extra usage."""
 

@@ -54,6 +54,13 @@ class Quota:
         self.extra_usage_until = float(event.resets_at or now + DEFAULT_PAUSE)
         return began
 
+    def note_extra_usage_answer(self, now: float | None = None) -> None:
+        """Anthropic refused a call as one that draws from extra usage."""
+        now = time.time() if now is None else now
+        if not self.extra_usage(now):
+            self.extra_usage_since = now
+        self.extra_usage_until = now + DEFAULT_PAUSE
+
     def extra_usage(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         return self.extra_usage_until is not None and now < self.extra_usage_until

@@ -40,6 +40,7 @@ from tray_app.errors import (
     ClaudeTrayError,
     CliFailed,
     ExtraUsagePaused,
+    ExtraUsageRequired,
     NotFound,
     NotSignedIn,
     ShuttingDown,
@@ -125,9 +126,19 @@ def failure_of(done: TurnCompleted, reported: ErrorReported | None) -> ClaudeTra
     detail = done.result_text or (reported.message if reported else "") or "unknown error"
     if status is None and reported is not None and reported.kind == "authentication_failed":
         return NotSignedIn(detail)
+    if status == 400 and is_extra_usage_answer(detail):
+        return ExtraUsageRequired(detail)
     if status == 429:
         return UpstreamError(429, detail, retry_after=UPSTREAM_RETRY_AFTER)
     return UpstreamError(status, detail)
+
+
+def is_extra_usage_answer(detail: str) -> bool:
+    """Anthropic's 400 for third-party traffic on a subscription (DESIGN.md §5): "Third-party
+    apps now draw from your extra usage, not your plan limits". It carries no error code
+    of its own, so its wording is all there is to recognise it by."""
+    text = detail.lower()
+    return "extra usage" in text and ("third-party" in text or "plan limits" in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +453,11 @@ class TurnRunner:
                     last_stop = event.stop_reason
                 if isinstance(event, TurnCompleted):
                     if event.is_error:
-                        raise failure_of(event, reported)
+                        failure = failure_of(event, reported)
+                        if isinstance(failure, ExtraUsageRequired):
+                            self.quota.note_extra_usage_answer()
+                            await self._save_quota()
+                        raise failure
                     done = dataclasses.replace(
                         event,
                         session_id=plan.session_id or event.session_id,
@@ -589,6 +604,10 @@ class TurnRunner:
                 event.window or "usage",
                 self._settings.on_extra_usage,
             )
+        await self._save_quota()
+
+    async def _save_quota(self) -> None:
+        """Persisted, so that a pause outlives a restart."""
         snapshot = json.dumps(self.quota.to_json())
         await self._store_call(lambda s: s.set_meta(_QUOTA_KEY, snapshot))
 

@@ -13,6 +13,7 @@ from tray_app.errors import (
     CliFailed,
     CliUnavailable,
     ExtraUsagePaused,
+    ExtraUsageRequired,
     Forbidden,
     InvalidRequest,
     ModelNotFound,
@@ -67,6 +68,8 @@ def classify(exc: BaseException) -> WireError:
         return WireError(401, "authentication_error", exc.message, code="not_signed_in")
     if isinstance(exc, UpstreamError):
         return _upstream(exc)
+    if isinstance(exc, ExtraUsageRequired):
+        return WireError(402, "billing_error", exc.message, code="extra_usage_required")
     if isinstance(exc, ExtraUsagePaused):
         retry = max(1, int(exc.until - time.time()))
         return WireError(
