@@ -453,3 +453,16 @@ def test_an_image_url_gets_a_clear_400(proxy: Proxy) -> None:
     )
     assert r.status_code == 400
     assert "data:" in r.json()["error"]["message"]
+
+
+def test_tool_choice_is_passed_on_as_an_instruction(proxy: Proxy, upstream: Upstream) -> None:
+    oai(proxy).chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "Paris?"}],
+        tools=OAI_TOOLS,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    users = [m for m in upstream.messages_requests()[0].body["messages"] if m["role"] == "user"]
+    texts = [b.get("text", "") for b in users[-1]["content"] if b.get("type") == "text"]
+    assert "Paris?" in texts
+    assert "(Answer this message by calling the tool `get_time`.)" in texts

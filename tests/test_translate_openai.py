@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from transcripts import lines, replay
 
 from tray_app.errors import InvalidRequest
-from tray_app.protocol.common import Collector
+from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
     CliEvent,
     ImagePart,
@@ -1045,3 +1046,40 @@ def test_completion_body_stop_sequence_drops_later_tool_calls() -> None:
     body = completion_body(collector, completion_id="chatcmpl-x", model="m", created=1)
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "", "refusal": None}
     assert body["choices"][0]["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(
+    ("choice", "parallel", "hint"),
+    [
+        (None, None, None),
+        (ToolChoice("auto"), None, None),
+        (ToolChoice("auto"), False, "(Call at most one tool in this answer.)"),
+        (ToolChoice("none"), None, "(Answer this message without calling any tool.)"),
+        (
+            ToolChoice("required"),
+            None,
+            "(Answer this message by calling at least one of the available tools.)",
+        ),
+        (
+            ToolChoice("tool", "get_weather"),
+            False,
+            "(Answer this message by calling the tool `get_weather`. Call exactly one tool.)",
+        ),
+    ],
+)
+def test_tool_choice_hint(
+    choice: ToolChoice | None, parallel: bool | None, hint: str | None
+) -> None:
+    turn = Turn(
+        api="openai",
+        model="sonnet",
+        system=None,
+        history=(),
+        prompt=(TextPart("hi"),),
+        stream=False,
+        tools=(ToolSpec("get_weather", "", {"type": "object"}),),
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+    )
+    assert tool_choice_hint(turn) == hint
+    assert tool_choice_hint(dataclasses.replace(turn, tools=())) is None

@@ -49,7 +49,7 @@ from tray_app.errors import (
 )
 from tray_app.protocol import fingerprint
 from tray_app.protocol.cli_events import CliStream
-from tray_app.protocol.common import Collector
+from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
     BlockStarted,
     BlockStopped,
@@ -310,6 +310,9 @@ class TurnRunner:
             raise
         if plan.session_id is not None and plan.session_id not in self._busy:
             self._busy[plan.session_id] = asyncio.Event()
+        hint = tool_choice_hint(turn)
+        if hint and plan.send is not None:
+            plan.send = (*plan.send, TextPart(hint))
         return plan
 
     def _release(self, session_id: str) -> None:

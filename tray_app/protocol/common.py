@@ -24,6 +24,7 @@ from tray_app.protocol.model import (
     ToolChoice,
     ToolInputDelta,
     ToolSpec,
+    Turn,
     TurnCompleted,
     Usage,
 )
@@ -343,3 +344,25 @@ class StreamedText:
         if self._scanner.matched is not None:
             return "stop_sequence"
         return self.stop_reason or event.stop_reason or "end_turn"
+
+
+def tool_choice_hint(turn: Turn) -> str | None:
+    """What to tell the model about tool_choice and parallel_tool_calls.
+
+    Claude Code has no switch to force, forbid or limit tool calls, so the client's
+    choice is passed on as an instruction beside its message (an approximation the
+    README lists).
+    """
+    choice = turn.tool_choice
+    if not turn.tools or choice is None:
+        return None
+    if choice.mode == "none":
+        return "(Answer this message without calling any tool.)"
+    one = " Call exactly one tool." if turn.parallel_tool_calls is False else ""
+    if choice.mode == "tool" and choice.name:
+        return f"(Answer this message by calling the tool `{choice.name}`.{one})"
+    if choice.mode == "required":
+        return f"(Answer this message by calling at least one of the available tools.{one})"
+    if turn.parallel_tool_calls is False:
+        return "(Call at most one tool in this answer.)"
+    return None
