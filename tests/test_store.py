@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import calendar
+import contextlib
 import logging
 import os
 import sqlite3
 import stat
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -454,36 +456,41 @@ def test_concurrent_turns_are_all_counted(store: SessionStore) -> None:
     assert store.usage_totals()["total"]["requests"] == total
 
 
-@pytest.mark.skipif(
-    os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions, which root ignores"
-)
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """A folder nobody can write into, root included (root ignores permission bits, so
+    for root the folder is made immutable instead)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    assert done.returncode == 0, f"chattr +i failed (needs e2fsprogs, ext4): {done.stderr}"
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
 def test_a_read_only_directory_is_store_unavailable(tmp_path: Path) -> None:
     folder = tmp_path / "locked"
     folder.mkdir()
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(StoreUnavailable) as caught:
-            SessionStore.open(folder / STORE_FILE_NAME)
-    finally:
-        folder.chmod(0o700)
+    with read_only(folder), pytest.raises(StoreUnavailable) as caught:
+        SessionStore.open(folder / STORE_FILE_NAME)
 
     assert caught.value.path == str(folder / STORE_FILE_NAME)
     assert str(folder / STORE_FILE_NAME) in caught.value.message
 
 
-@pytest.mark.skipif(
-    os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions, which root ignores"
-)
 def test_a_store_in_a_directory_made_read_only_is_store_unavailable(db: Path) -> None:
     with SessionStore.open(db) as store:
         store.create(session())
     # A clean close removed the -wal and -shm files; WAL mode must create them again.
-    db.parent.chmod(0o500)
-    try:
-        with pytest.raises(StoreUnavailable) as caught:
-            SessionStore.open(db)
-    finally:
-        db.parent.chmod(0o700)
+    with read_only(db.parent), pytest.raises(StoreUnavailable) as caught:
+        SessionStore.open(db)
 
     assert caught.value.path == str(db)
     assert caught.value.code is not None and caught.value.code.startswith("SQLITE_")
