@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 import httpx
+import openai
+import pytest
 from conftest import Proxy, ant, oai
 from upstream import Reply, Text, Thinking, ToolUse, Upstream, text
 
@@ -466,3 +468,40 @@ def test_tool_choice_is_passed_on_as_an_instruction(proxy: Proxy, upstream: Upst
     texts = [b.get("text", "") for b in users[-1]["content"] if b.get("type") == "text"]
     assert "Paris?" in texts
     assert "(Answer this message by calling the tool `get_time`.)" in texts
+
+
+def test_responses_like_codex_store_false_and_history_resent(
+    proxy: Proxy, upstream: Upstream
+) -> None:
+    """Codex sends store: false and the whole input every time: the conversation still
+    continues in its process, tool results handed to the waiting call."""
+    client = oai(proxy)
+    upstream.push(
+        Reply(
+            blocks=(ToolUse("mcp__client__get_weather", {"city": "Oslo"}),), stop_reason="tool_use"
+        ),
+        text("Oslo is cold."),
+    )
+    items: list[Any] = [
+        {"type": "message", "role": "developer", "content": "You are Codex."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Oslo?"}]},
+    ]
+    first = client.responses.create(model="sonnet", input=items, tools=RESPONSES_TOOLS, store=False)
+    call = next(item for item in first.output if item.type == "function_call")
+    items += [
+        {
+            "type": "function_call",
+            "call_id": call.call_id,
+            "name": call.name,
+            "arguments": call.arguments,
+        },
+        {"type": "function_call_output", "call_id": call.call_id, "output": "-5 C"},
+    ]
+    second = client.responses.create(
+        model="sonnet", input=items, tools=RESPONSES_TOOLS, store=False
+    )
+    assert second.output_text == "Oslo is cold."
+    assert "continued (tools)" in proxy.log()
+    # store: false means that answer cannot be named later, as at OpenAI.
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="sonnet", input="and now?", previous_response_id=second.id)

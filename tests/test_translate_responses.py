@@ -335,7 +335,7 @@ def output(text: str) -> dict[str, Any]:
         pytest.param(body(max_output_tokens=50), turn(max_tokens=50), id="max_output_tokens"),
         pytest.param(
             body(stream=True, store=False, previous_response_id="resp_prev"),
-            turn(stream=True, ephemeral=True, previous_response_id="resp_prev"),
+            turn(stream=True, store=False, previous_response_id="resp_prev"),
             id="stream-store-false-previous",
         ),
         pytest.param(body(store=True), turn(), id="store-true"),
@@ -459,7 +459,7 @@ def output(text: str) -> dict[str, Any]:
                 tool_choice=ToolChoice("auto"),
                 parallel_tool_calls=False,
                 effort="medium",
-                ephemeral=True,
+                store=False,
             ),
             id="codex-request",
         ),

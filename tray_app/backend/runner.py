@@ -262,6 +262,14 @@ class TurnRunner:
             self._finish(plan, outcome)
 
     async def _plan(self, turn: Turn, model: str) -> _Plan:
+        plan = await self._route(turn, model)
+        hint = tool_choice_hint(turn)
+        if hint and plan.send is not None:
+            plan.send = (*plan.send, TextPart(hint))
+        return plan
+
+    async def _route(self, turn: Turn, model: str) -> _Plan:
+        """Which process answers, and with what input (see the module docstring)."""
         spec = Spec(
             model=model,
             system=turn.system,
@@ -310,9 +318,6 @@ class TurnRunner:
             raise
         if plan.session_id is not None and plan.session_id not in self._busy:
             self._busy[plan.session_id] = asyncio.Event()
-        hint = tool_choice_hint(turn)
-        if hint and plan.send is not None:
-            plan.send = (*plan.send, TextPart(hint))
         return plan
 
     def _release(self, session_id: str) -> None:

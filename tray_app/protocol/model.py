@@ -106,6 +106,9 @@ class Turn:
     session_id: str | None = None
     previous_response_id: str | None = None
     ephemeral: bool = False
+    # Responses API `store`: false means the answer cannot be named by a later
+    # previous_response_id (the conversation itself is still kept; see README).
+    store: bool = True
 
 
 # ---- what the CLI reports (parsed from stream-json lines) ----

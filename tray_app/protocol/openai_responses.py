@@ -145,7 +145,8 @@ def parse_request(body: Any) -> Turn:
         thinking_budget=thinking_budget,
         session_id=session_id,
         previous_response_id=previous_response_id,
-        ephemeral=ephemeral or store is False,
+        ephemeral=ephemeral,
+        store=store is not False,
     )
 
 

@@ -136,7 +136,8 @@ async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
     model = resolve_model(turn.model, ctx.settings.model_aliases)
     rid = request[REQUEST_ID]
     response_id = _response_id() if turn.api == "responses" else None
-    caller = Caller(rid, client_of(request), None if turn.ephemeral else response_id)
+    linked = response_id if turn.store and not turn.ephemeral else None
+    caller = Caller(rid, client_of(request), linked)
     headers = {"X-Claude-Tray-Model": model}
     if ctx.runner.quota.extra_usage():
         # on_extra_usage is warn or allow here (pause refuses before any work).
