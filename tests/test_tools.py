@@ -9,6 +9,7 @@ conversation.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -505,3 +506,25 @@ def test_responses_like_codex_store_false_and_history_resent(
     # store: false means that answer cannot be named later, as at OpenAI.
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="sonnet", input="and now?", previous_response_id=second.id)
+
+
+def test_a_conversation_waiting_for_tool_results_is_reaped_without_a_new_call(
+    make_proxy: Any, upstream: Upstream
+) -> None:
+    proxy = make_proxy(pool_idle_timeout="1", pool_size="0")
+    upstream.push(
+        Reply(blocks=(ToolUse("mcp__client__get_time", {"city": "Rome"}),), stop_reason="tool_use")
+    )
+    answer = oai(proxy).chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "time?"}],
+        tools=OAI_TOOLS,  # type: ignore[arg-type]
+    )
+    assert answer.choices[0].finish_reason == "tool_calls"
+    deadline = time.monotonic() + 20
+    while httpx.get(proxy.url + "/health").json()["pool"]["holding_conversations"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)
+    # Answering the waiting call would have made the CLI ask the model again.
+    assert len(upstream.messages_requests()) == 1

@@ -62,6 +62,11 @@ class ToolBridge:
         )
         return McpSdkServerConfig(type="sdk", name=SERVER, instance=instance)
 
+    @property
+    def waiting(self) -> bool:
+        """A call is waiting for the client: the CLI is inside a turn."""
+        return any(not w.done() for w in self._waiting.values())
+
     def supply(self, results: Iterable[ToolResultPart]) -> None:
         """Results from the client's request; calls waiting for them go on at once."""
         for result in results:

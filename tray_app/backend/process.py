@@ -125,32 +125,47 @@ class CliProcess:
     async def kill(self) -> None:
         """End the process now (a turn abandoned, a timeout, shutdown)."""
         self.state = "dead"
+        await self._terminate()
+        # Only now: an answered call must not reach a CLI that could still act on it.
         self.bridge.abandon("The conversation ended before the client sent this result.")
-        proc = _process(self._client)
-        if proc is not None and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            try:
-                async with asyncio.timeout(_KILL_WAIT):
-                    await proc.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-        await self.close()
+        await self._disconnect()
 
     async def close(self) -> None:
-        """Close stdin and let the CLI flush its transcript and exit (bounded)."""
+        """Close stdin and let the CLI flush its transcript and exit (bounded).
+
+        A process waiting for a client's tool results is killed instead: answering
+        its call with anything would make the CLI ask the model again, a call nobody
+        would read and the user would pay for.
+        """
+        if self.bridge.waiting:
+            await self.kill()
+            return
         self.state = "dead"
-        self.bridge.abandon("The conversation ended before the client sent this result.")
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
         try:
             # The SDK waits up to 5 s for a clean exit after stdin EOF.
             async with asyncio.timeout(8):
                 await self._client.disconnect()
         except TimeoutError:
-            await self.kill()
+            await self._terminate()
         except Exception:
             log.warning("closing a CLI process failed", exc_info=True)
+
+    async def _terminate(self) -> None:
+        proc = _process(self._client)
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            async with asyncio.timeout(_KILL_WAIT):
+                await proc.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
 
 
 async def start(
