@@ -1,9 +1,11 @@
 """The third-party client CLIs the end-to-end tests drive: where they are installed, how
 to install them, and how to run them hermetically against a local claude-tray.
 
-Each tool is pinned to one version and installed with npm into its own directory under
+Each tool is pinned to one version and installed into its own directory under
 `${XDG_CACHE_HOME:-~/.cache}/claude-tray-ci`, named after the version, so a machine
-downloads it once and every later run reuses it. `.ci/check` installs them:
+downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
+Aider (a large Python package with exact pins of its own) with pip into its own venv.
+`.ci/check` installs them:
 
     python tests/tools.py install
 """
@@ -33,7 +35,12 @@ OPENCODE_TOOLS = (
     "webfetch",
     "write",
 )
-# npm fetches two ~60 MB platform packages; bound it so a stuck registry cannot eat CI.
+CONTINUE_PACKAGE = "@continuedev/cli"
+CONTINUE_VERSION = "1.5.47"
+AIDER_PACKAGE = "aider-chat"
+AIDER_VERSION = "0.86.2"
+# npm fetches two ~60 MB platform packages, pip ~700 MB for aider; bound them so a stuck
+# registry cannot eat CI.
 INSTALL_TIMEOUT = 600
 
 
@@ -222,11 +229,246 @@ def write_opencode_config(
     return path
 
 
+# ---- the Continue CLI (npm) ----
+
+
+def continue_prefix() -> Path:
+    return cache_root() / f"continuedev-cli-{CONTINUE_VERSION}"
+
+
+def _cn_bin(prefix: Path) -> Path:
+    return prefix / "node_modules" / ".bin" / "cn"
+
+
+def continue_install_command(prefix: Path | None = None) -> list[str]:
+    return [
+        "npm",
+        "install",
+        "--prefix",
+        str(prefix or continue_prefix()),
+        "--no-audit",
+        "--no-fund",
+        "--no-update-notifier",
+        "--loglevel=error",
+        f"{CONTINUE_PACKAGE}@{CONTINUE_VERSION}",
+    ]
+
+
+def find_cn() -> Path | None:
+    path = _cn_bin(continue_prefix())
+    return path if os.access(path, os.X_OK) else None
+
+
+def require_cn() -> Path:
+    """The pinned Continue CLI; fails the calling test, saying how to install it."""
+    path = find_cn()
+    if path is None:
+        _fail_missing(
+            f"The Continue CLI {CONTINUE_VERSION} is not installed at {continue_prefix()}",
+            continue_install_command(),
+        )
+    assert path is not None
+    return path
+
+
+def install_cn() -> Path:
+    """Install the pinned Continue CLI unless it is there (scratch dir renamed into place)."""
+    found = find_cn()
+    if found is not None:
+        return found
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit(f"npm is needed to install {CONTINUE_PACKAGE} (install Node.js)")
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    target = continue_prefix()
+    print(f"== installing {CONTINUE_PACKAGE}@{CONTINUE_VERSION} into {target}", flush=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+    scratch.chmod(0o755)
+    try:
+        _run_install([npm, *continue_install_command(scratch)[1:]])
+        with tempfile.TemporaryDirectory() as home:
+            version = subprocess.run(
+                [str(_cn_bin(scratch)), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=continue_home(Path(home)),
+            )
+        if version.stdout.strip() != CONTINUE_VERSION:
+            raise SystemExit(
+                f"installed cn reports {version.stdout.strip()!r}, not {CONTINUE_VERSION}: "
+                f"{version.stderr[-2000:]}"
+            )
+        try:
+            scratch.rename(target)
+        except OSError:
+            if find_cn() is None:
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    path = find_cn()
+    assert path is not None
+    return path
+
+
+def continue_home(home: Path) -> dict[str, str]:
+    """The environment for one hermetic `cn` run in a fresh HOME.
+
+    `cn` with no Continue login reads ~/.continue/config.yaml. CONTINUE_CLI_ENABLE_TELEMETRY
+    =0 keeps its metrics off; its update check (a fetch to Continue's API) fails quietly
+    offline and changes nothing.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "TMPDIR": str(home / "tmp"),
+            "CONTINUE_CLI_ENABLE_TELEMETRY": "0",
+            "CONTINUE_METRICS_ENABLED": "0",
+        }
+    )
+    (home / "tmp").mkdir(exist_ok=True)
+    return env
+
+
+# ---- Aider (pip, its own venv) ----
+
+
+def aider_prefix() -> Path:
+    return cache_root() / f"{AIDER_PACKAGE}-{AIDER_VERSION}"
+
+
+def _aider_bin(prefix: Path) -> Path:
+    return prefix / "bin" / "aider"
+
+
+# A venv cannot be moved once made (its scripts name their interpreter by absolute path),
+# so it is built in place and this file marks it finished.
+_DONE_MARK = ".claude-tray-installed"
+
+
+def aider_install_command(prefix: Path | None = None) -> list[str]:
+    venv = prefix or aider_prefix()
+    return [
+        f"{sys.executable} -m venv {venv} &&",
+        f"{venv}/bin/python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"{AIDER_PACKAGE}=={AIDER_VERSION}",
+    ]
+
+
+def find_aider() -> Path | None:
+    prefix = aider_prefix()
+    path = _aider_bin(prefix)
+    if (prefix / _DONE_MARK).is_file() and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def require_aider() -> Path:
+    """The pinned aider; fails the calling test, saying how to install it."""
+    path = find_aider()
+    if path is None:
+        _fail_missing(
+            f"Aider {AIDER_VERSION} is not installed at {aider_prefix()}",
+            aider_install_command(),
+        )
+    assert path is not None
+    return path
+
+
+def install_aider() -> Path:
+    """Install the pinned aider into its own venv unless it is there already."""
+    found = find_aider()
+    if found is not None:
+        return found
+    prefix = aider_prefix()
+    print(f"== installing {AIDER_PACKAGE}=={AIDER_VERSION} into {prefix}", flush=True)
+    shutil.rmtree(prefix, ignore_errors=True)  # an interrupted earlier attempt
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    _run_install([sys.executable, "-m", "venv", str(prefix)])
+    _run_install(aider_install_command(prefix)[1:])
+    with tempfile.TemporaryDirectory() as home:
+        version = subprocess.run(
+            [str(_aider_bin(prefix)), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=aider_home(Path(home)),
+        )
+    if version.stdout.strip() != f"aider {AIDER_VERSION}":
+        raise SystemExit(
+            f"installed aider reports {version.stdout.strip()!r}, not {AIDER_VERSION}: "
+            f"{version.stderr[-2000:]}"
+        )
+    (prefix / _DONE_MARK).write_text(AIDER_VERSION + "\n")
+    path = find_aider()
+    assert path is not None
+    return path
+
+
+def aider_home(home: Path) -> dict[str, str]:
+    """The environment for one hermetic aider run in a fresh HOME: no update check, and
+    litellm's bundled model-price map instead of downloading it."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "TMPDIR": str(home / "tmp"),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "AIDER_ANALYTICS": "false",
+            "AIDER_CHECK_UPDATE": "false",
+        }
+    )
+    (home / "tmp").mkdir(exist_ok=True)
+    return env
+
+
+# ---- shared ----
+
+
+def _run_install(cmd: list[str]) -> None:
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SystemExit(f"`{' '.join(cmd)}` took over {INSTALL_TIMEOUT} s") from exc
+    if done.returncode != 0:
+        raise SystemExit(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr[-3000:]}")
+
+
+def _fail_missing(what: str, command: list[str]) -> None:
+    import pytest
+
+    pytest.fail(
+        f"{what}.\nInstall it with `python tests/tools.py install` (`bash .ci/check` does "
+        f"this),\ni.e. `{' '.join(command)}`.",
+        pytrace=False,
+    )
+
+
 def main(argv: list[str]) -> int:
     if argv != ["install"]:
         print("usage: python tests/tools.py install", file=sys.stderr)
         return 2
     install_opencode()
+    install_cn()
+    install_aider()
     return 0
 
 

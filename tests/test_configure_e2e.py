@@ -1,0 +1,236 @@
+"""`claude-tray configure` end to end: each real tool, in a scratch HOME holding only
+what configure wrote, gets its answer from the scripted upstream through a real
+`claude-tray serve` and the real CLI behind it; and the connection test sends each
+tool's kind of request through the same proxy.
+
+The tools are pinned and installed by `python tests/tools.py install` (OpenCode and the
+Continue CLI with npm, Aider into its own venv), under ~/.cache/claude-tray-ci.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import Proxy
+from test_opencode import is_title_request, run_opencode
+from tools import (
+    aider_home,
+    continue_home,
+    opencode_home,
+    require_aider,
+    require_cn,
+    require_opencode,
+)
+from upstream import Upstream, text
+
+from tray_app.integrations.configure import TOOLS, check_connection, undo
+from tray_app.integrations.configure.cli import main as configure_main
+from tray_app.settings import Settings, load_settings
+
+TOOL_TIMEOUT = 120
+ANSWER = "Hello from the upstream, through claude-tray."
+
+
+def configure_env(home: Path, proxy: Proxy, state: Path) -> dict[str, str]:
+    """The environment `claude-tray configure` runs in: the scratch HOME, and the port of
+    the proxy under test (as CLAUDE_TRAY_PORT, the way a user would change it)."""
+    return {
+        "HOME": str(home),
+        "CLAUDE_TRAY_HOME": str(state),
+        "CLAUDE_TRAY_PORT": proxy.url.rsplit(":", 1)[1],
+        "PATH": os.environ.get("PATH", ""),
+    }
+
+
+def run_configure(env: dict[str, str], *argv: str) -> tuple[int, Settings]:
+    settings = load_settings(env)
+    return configure_main(list(argv), settings, env), settings
+
+
+def files_under(home: Path) -> set[str]:
+    return {str(p.relative_to(home)) for p in home.rglob("*") if p.is_file()}
+
+
+def run_tool(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    process = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        try:
+            out, err = process.communicate(timeout=TOOL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            err += f"\n[test] killed after {TOOL_TIMEOUT} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
+
+
+def asked(upstream: Upstream, prompt: str) -> bool:
+    return any(prompt in "\n".join(r.user_texts()) for r in upstream.messages_requests())
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_aider_answers_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    aider = require_aider()
+    proxy = make_proxy()
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    env = configure_env(home, proxy, tmp_path / "state")
+    code, settings = run_configure(env, "aider")
+    assert code == 0
+    assert files_under(home) == {".aider.conf.yml", ".aider.model.metadata.json"}
+
+    upstream.push(text("Hello from the upstream, ", "through claude-tray."))
+    prompt = "Say hello for the aider test."
+    run = run_tool(
+        [
+            str(aider),
+            "--message",
+            prompt,
+            "--yes-always",
+            "--no-git",
+            "--no-check-update",
+            "--no-pretty",
+            "--no-stream",
+        ],
+        aider_home(home),
+        project,
+    )
+    why = f"\n--- aider stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    assert ANSWER in run.stdout, why
+    assert asked(upstream, prompt), why
+    # The metadata file is what keeps aider from warning about an unknown model (and
+    # from trying to download litellm's model list to look it up).
+    assert "Unknown context window" not in run.stdout + run.stderr, why
+    assert "Warning for openai/sonnet" not in run.stdout + run.stderr, why
+    assert "openai/sonnet" in run.stdout, why
+
+    assert undo("aider", settings, env).ok
+    assert not (home / ".aider.conf.yml").exists()
+    assert not (home / ".aider.model.metadata.json").exists()
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_opencode_answers_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    opencode = require_opencode()
+    proxy = make_proxy()
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    env = configure_env(home, proxy, tmp_path / "state")
+    code, settings = run_configure(env, "opencode", "--default")
+    assert code == 0
+    assert files_under(home) == {".config/opencode/opencode.json"}
+
+    # opencode_home only seeds OpenCode's plugin folder so it does not run npm; the
+    # provider and model come from the file configure wrote.
+    run_env = opencode_home(home)
+    upstream.push(
+        text("Greeting", when=is_title_request),
+        text(
+            "Hello from the upstream, ",
+            "through claude-tray.",
+            when=lambda b: not is_title_request(b),
+        ),
+    )
+    prompt = "Say hello for the opencode test."
+    run = run_opencode(opencode, run_env, project, prompt)
+    why = f"\n--- opencode stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    assert run.text() == ANSWER, why
+    assert asked(upstream, prompt), why
+
+    assert undo("opencode", settings, env).ok
+    assert not (home / ".config" / "opencode" / "opencode.json").exists()
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_continue_cli_answers_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    cn = require_cn()
+    proxy = make_proxy()
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    env = configure_env(home, proxy, tmp_path / "state")
+    code, settings = run_configure(env, "continue", "--default")
+    assert code == 0
+    assert files_under(home) == {".continue/config.yaml"}
+    before = (home / ".continue" / "config.yaml").read_bytes()
+
+    upstream.push(text("Hello from the upstream, ", "through claude-tray."))
+    prompt = "Say hello for the continue test."
+    run = run_tool([str(cn), "-p", prompt], continue_home(home), project)
+    why = f"\n--- cn stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    assert run.stdout.strip() == ANSWER, why
+    assert asked(upstream, prompt), why
+
+    # cn adds files of its own beside ours (logs, permissions); ours is as written.
+    assert (home / ".continue" / "config.yaml").read_bytes() == before
+    assert undo("continue", settings, env).ok
+    assert not (home / ".continue" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("tool", list(TOOLS))
+def test_the_connection_test_gets_an_answer_the_way_each_tool_asks(
+    tool: str, upstream: Upstream, proxy: Proxy, tmp_path: Path
+) -> None:
+    env = configure_env(tmp_path / "home", proxy, tmp_path / "state")
+    upstream.push(text("o", "k"))
+    result = check_connection(tool, load_settings(env), env, timeout=60)
+    assert result.ok, result.message
+    assert "answered “ok”" in result.message
+    request = upstream.messages_requests()[-1]
+    assert "connection test from claude-tray" in "\n".join(request.user_texts())
+
+
+def test_the_connection_test_says_plainly_when_nothing_listens(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        "HOME": str(tmp_path),
+        "CLAUDE_TRAY_HOME": str(tmp_path / "s"),
+        "CLAUDE_TRAY_PORT": str(port),
+    }
+    result = check_connection("opencode", load_settings(env), env, timeout=10)
+    assert not result.ok
+    assert f"claude-tray does not answer at http://127.0.0.1:{port}" in result.message
+    assert "claude-tray serve" in result.message
+
+
+def test_the_connection_test_names_a_wrong_key(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    proxy = make_proxy(api_key="the-real-key")
+    env = configure_env(tmp_path / "home", proxy, tmp_path / "state")
+    env["CLAUDE_TRAY_API_KEY"] = "a-stale-key"
+    result = check_connection("continue", load_settings(env), env, timeout=30)
+    assert not result.ok
+    assert "refused the key (401)" in result.message
