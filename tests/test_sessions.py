@@ -339,3 +339,27 @@ def test_claude_codes_own_sessions_are_listed_read_only(
     bad = httpx.get(proxy.openai_url + "/sessions?source=elsewhere")
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "source"
+
+
+def test_held_conversations_never_crowd_out_the_warm_pool(
+    make_proxy: Any, upstream: Upstream
+) -> None:
+    proxy = make_proxy(pool_size="1", max_processes="3", max_concurrent="1")
+
+    def warm_again() -> dict[str, Any]:
+        deadline = time.monotonic() + 20
+        while (pool := health(proxy)["pool"])["warm"] < 1:
+            assert time.monotonic() < deadline, pool
+            time.sleep(0.1)
+        return pool
+
+    chat(proxy, [{"role": "user", "content": "conversation 0"}])
+    warm_again()
+    for n in range(1, 5):
+        chat(proxy, [{"role": "user", "content": f"conversation {n}"}])
+        pool = warm_again()
+        assert pool["processes"] <= 3
+    # Every conversation after the first found a warm process, though three or more
+    # conversations held processes along the way (the oldest were closed instead).
+    assert pool["warm_hits"] == 4
+    assert pool["holding_conversations"] == 2

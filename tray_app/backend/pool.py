@@ -113,6 +113,7 @@ class ProcessPool:
         process.last_used = time.monotonic()
         if session_id is None or self._closing or not process.alive:
             self._spawn_task(process.close())
+            self._refill()
             return
         old = self._held.pop(session_id, None)
         if old is not None and old is not process:
@@ -124,11 +125,13 @@ class ProcessPool:
         """A turn failed or was abandoned: its process goes at once."""
         self._lent.discard(process)
         self._spawn_task(process.kill())
+        self._refill()
 
     def drop_session(self, session_id: str) -> None:
         process = self._held.pop(session_id, None)
         if process is not None:
             self._spawn_task(process.kill())
+            self._refill()
 
     # ---- keeping warm processes ----
 
@@ -161,7 +164,7 @@ class ProcessPool:
         for key, count in self._wanted().items():
             missing = count - have.get(key, 0) - self._starting.get(key, 0)
             for _ in range(missing):
-                if self.total >= self._max:
+                if self.total >= self._max and not self._evict_held():
                     return
                 self._starting[key] = self._starting.get(key, 0) + 1
                 self._spawn_task(self._warm_one(self._recent[key]))
@@ -196,10 +199,20 @@ class ProcessPool:
             else:
                 return  # everything is running a turn; max_concurrent bounds that
 
+    def _evict_held(self) -> bool:
+        """Close the conversation process idle the longest (it can resume from its
+        transcript later). The warm processes come first: they are what makes every
+        new conversation fast, and held ones would otherwise crowd them out for good."""
+        if not self._held:
+            return False
+        _, process = self._held.popitem(last=False)
+        self._spawn_task(process.close())
+        return True
+
     def _trim(self) -> None:
-        while self.total > self._max and self._held:
-            _, process = self._held.popitem(last=False)
-            self._spawn_task(process.close())
+        while self.total > self._max and self._evict_held():
+            pass
+        self._refill()
 
     def reap(self) -> int:
         """Close conversation processes idle past the timeout, and any that died."""
@@ -215,8 +228,7 @@ class ProcessPool:
         for process in dead:
             self._warm.remove(process)
             self._spawn_task(process.close())
-        if dead:
-            self._refill()
+        self._refill()
         return len(gone) + len(dead)
 
     async def run_reaper(self) -> None:
