@@ -3,7 +3,8 @@
 Run from the repo root:
 
     python -m benchmarks.bench_core [--requests 20] [--first-delay 0.055] [--delay 0.01]
-                                    [--chunks 5] [--json out.json]
+                                    [--chunks 5] [--pool-size N ...] [--pause 0]
+                                    [--json out.json]
 
 Every request goes to the scripted local upstream `tests/upstream.py`; before each one a
 reply is queued that waits `--first-delay` seconds before its first event and `--delay`
@@ -13,11 +14,19 @@ seconds between its `--chunks` text deltas, so every path sees the same upstream
   (b) the bundled `claude` CLI started fresh per request, spoken to in stream-json with no
       SDK in between (TTFT: its first `text_delta` stream event; total: its `result` line);
   (c) claude-tray (`python -m tray_app serve`), through the OpenAI SDK (streaming chat
-      completions) and through the Anthropic SDK (streaming messages).
+      completions) and through the Anthropic SDK (streaming messages). Each
+      `--pool-size N` starts one proxy with CLAUDE_TRAY_POOL_SIZE=N (0: no warm pool),
+      so `--pool-size 2 --pool-size 0` compares the pool on and off in one run; without
+      it one proxy runs with its default settings.
 
 After warm-up requests, the paths take turns request by request (a, b, c, c, a, b, ...)
-so that machine noise hits all of them alike. The Markdown report goes to stdout,
-progress and problems to stderr; a failed request is reported and the run goes on.
+so that machine noise hits all of them alike. Every request is a new conversation:
+after each one the benchmark deletes the proxies' sessions (which ends the processes
+holding them, so they do not pile up to `max_processes`), waits until every warm pool
+is full again and no CLI process is left exiting, then sleeps `--pause` seconds (a
+process just started keeps a core busy for a second or two after it is ready). The
+Markdown report goes to stdout, progress and problems to stderr; a failed request is
+reported and the run goes on.
 """
 
 from __future__ import annotations
@@ -41,6 +50,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+from benchmarks.tray_probe import TrayProbe
 
 if TYPE_CHECKING:
     from tests.upstream import Reply, Upstream
@@ -90,6 +101,27 @@ class Mode:
 
     def ok(self) -> list[Sample]:
         return [s for s in self.samples if s.error is None]
+
+
+@dataclass
+class Tray:
+    """One claude-tray proxy of the run: its pool size (None: its default) and probe."""
+
+    pool_size: int | None
+    proxy: Proxy
+    probe: TrayProbe | None = None
+
+    @property
+    def label(self) -> str:
+        if self.pool_size is None:
+            return "claude-tray"
+        if self.pool_size == 0:
+            return "claude-tray, pool off"
+        return f"claude-tray, pool {self.pool_size}"
+
+    @property
+    def key(self) -> str:
+        return "tray" if self.pool_size is None else f"tray-pool{self.pool_size}"
 
 
 # --- environment -------------------------------------------------------------------
@@ -572,8 +604,19 @@ def report(
         f"`{command}` on {host['system']} ({host['cpu']}), nproc {host['nproc']}, "
         f"Python {host['python']}, Claude Code CLI {host['cli']} "
         f"(claude-agent-sdk {host['claude_agent_sdk']}); {host['requests']} requests per path "
-        f"after {WARMUP} warm-ups, interleaved.",
+        f"after {WARMUP} warm-ups, interleaved; after every request the proxies' sessions "
+        f"were deleted and their warm pools left to refill, then a {host['pause']:g} s pause.",
     ]
+    stats = host.get("pool_stats") or {}
+    for mode in modes:
+        key = mode.key.rsplit("-", 1)[0]
+        pool = stats.pop(key, None)
+        if pool is not None and pool.get("enabled"):
+            label = mode.label.rsplit(",", 1)[0].removeprefix("(c) ")
+            lines.append(
+                f"{label}: {pool['warm_hits']} new conversations got a warm process, "
+                f"{pool['warm_misses']} did not (warm-ups included)."
+            )
     return "\n".join(lines)
 
 
@@ -590,10 +633,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--delay", type=float, default=0.01, help="upstream seconds between text deltas"
     )
     parser.add_argument("--chunks", type=int, default=5, help="text deltas per reply")
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        action="append",
+        dest="pool_sizes",
+        metavar="N",
+        help="start a proxy with this warm pool size (repeat to compare; 0 turns it off)",
+    )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds to sleep after each request, once the proxies have settled",
+    )
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     args = parser.parse_args(argv)
     if args.requests < 1 or args.chunks < 1 or args.first_delay < 0 or args.delay < 0:
         parser.error("--requests and --chunks must be at least 1, delays not negative")
+    if args.pause < 0 or any(n < 0 for n in args.pool_sizes or ()):
+        parser.error("--pause and --pool-size must not be negative")
     return args
 
 
@@ -605,6 +664,9 @@ def _command(args: argparse.Namespace) -> str:
         f"--delay {args.delay:g}",
         f"--chunks {args.chunks}",
     ]
+    parts += [f"--pool-size {n}" for n in args.pool_sizes or ()]
+    if args.pause:
+        parts.append(f"--pause {args.pause:g}")
     if args.json is not None:
         parts.append(f"--json {shlex.quote(str(args.json))}")
     return " ".join(parts)
@@ -627,6 +689,24 @@ def _unavailable(reason: str) -> Callable[[str], Timing]:
     return run
 
 
+def settle(trays: list[Tray], pause: float) -> list[str]:
+    """After a request: delete every session, wait for full warm pools, sleep `pause`.
+
+    Returns what went wrong (a proxy that did not settle); never raises."""
+    problems: list[str] = []
+    for tray in trays:
+        if tray.probe is None:
+            continue
+        try:
+            tray.probe.delete_sessions()
+            tray.probe.settle()
+        except Exception as exc:
+            problems.append(f"{tray.label}: {type(exc).__name__}: {exc}"[:500])
+    if pause:
+        time.sleep(pause)
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
@@ -634,13 +714,16 @@ def run(args: argparse.Namespace) -> int:
 
     host = machine()
     host["requests"] = args.requests
+    host["pause"] = args.pause
     command = _command(args)
     reply, expected = scripted_reply(args)
     problems: list[str] = []
     upstream = Upstream().start()
-    proxy: Proxy | None = None
+    trays: list[Tray] = []
     modes: list[Mode] = []
-    with _tempdir("bench-cli-") as cli_home, _tempdir("bench-tray-") as tray_home:
+    with contextlib.ExitStack() as stack:
+        cli_home = stack.enter_context(_tempdir("bench-cli-"))
+        homes = [cli_home]
         try:
             claude = cli_path()
             env = cli_env(upstream.url, cli_home)
@@ -649,19 +732,6 @@ def run(args: argparse.Namespace) -> int:
             work.mkdir()
             host["cli"] = cli_version(claude, env, work)
             _log(f"upstream {upstream.url}; CLI {claude} ({host['cli']})")
-
-            proxy = Proxy(proxy_env(upstream.url, tray_home), tray_home)
-            try:
-                url = proxy.start()
-            except (OSError, RuntimeError) as exc:
-                problems.append(f"the proxy did not start: {exc}")
-                _log(problems[-1])
-                tray_openai = tray_anthropic = _unavailable("the proxy is not running")
-            else:
-                host["proxy"] = proxy.banner
-                _log(f"proxy: {proxy.banner}")
-                tray_openai = openai_runner(url + "/v1")
-                tray_anthropic = anthropic_runner(url, "x")
             modes = [
                 Mode(
                     "upstream",
@@ -669,9 +739,35 @@ def run(args: argparse.Namespace) -> int:
                     anthropic_runner(upstream.url, "test"),
                 ),
                 Mode("cli", "(b) bare CLI per request, stream-json", cli_runner(claude, env, work)),
-                Mode("tray-openai", "(c) claude-tray, OpenAI SDK", tray_openai),
-                Mode("tray-anthropic", "(c) claude-tray, Anthropic SDK", tray_anthropic),
             ]
+            for size in args.pool_sizes or [None]:
+                home = stack.enter_context(_tempdir("bench-tray-"))
+                homes.append(home)
+                penv = proxy_env(upstream.url, home)
+                if size is not None:
+                    penv["CLAUDE_TRAY_POOL_SIZE"] = str(size)
+                tray = Tray(size, Proxy(penv, home))
+                trays.append(tray)
+                try:
+                    url = tray.proxy.start()
+                except (OSError, RuntimeError) as exc:
+                    problems.append(f"{tray.label} did not start: {exc}")
+                    _log(problems[-1])
+                    tray_openai = tray_anthropic = _unavailable("the proxy is not running")
+                else:
+                    assert tray.proxy.proc is not None
+                    tray.probe = TrayProbe(url, tray.proxy.proc.pid)
+                    host.setdefault("proxies", []).append(tray.proxy.banner)
+                    _log(f"{tray.label}: {tray.proxy.banner}")
+                    tray_openai = openai_runner(url + "/v1")
+                    tray_anthropic = anthropic_runner(url, "x")
+                modes += [
+                    Mode(f"{tray.key}-openai", f"(c) {tray.label}, OpenAI SDK", tray_openai),
+                    Mode(
+                        f"{tray.key}-anthropic", f"(c) {tray.label}, Anthropic SDK", tray_anthropic
+                    ),
+                ]
+            settle_problems: list[str] = []
             for n in range(-WARMUP, args.requests):
                 for mode in modes:
                     sample = measure(mode, upstream, reply, expected, n)
@@ -682,21 +778,39 @@ def run(args: argparse.Namespace) -> int:
                             mode.warmup_errors.append(sample.error)
                     if n >= 0:
                         mode.samples.append(sample)
+                    for problem in settle(trays, args.pause):
+                        _log(f"  after {mode.key}: {problem}")
+                        settle_problems.append(problem)
                 _log(f"round {n + 1} of {args.requests} done" if n >= 0 else "warm-up round done")
+            if settle_problems:
+                problems.append(
+                    f"{len(settle_problems)} times a proxy did not settle; first: "
+                    f"{settle_problems[0]}"
+                )
+            for tray in trays:
+                if tray.probe is not None:
+                    with contextlib.suppress(Exception):
+                        host.setdefault("pool_stats", {})[tray.key] = tray.probe.pool()
         finally:
-            if proxy is not None and proxy.proc is not None:
+            for tray in trays:
+                if tray.probe is not None:
+                    tray.probe.close()
+                proxy = tray.proxy
+                if proxy.proc is None:
+                    continue
                 proxy.stop()
                 if proxy.killed:
                     problems.append(
-                        f"the proxy ignored SIGTERM for {PROXY_STOP_TIMEOUT:.0f} s and was killed"
+                        f"{tray.label} ignored SIGTERM for {PROXY_STOP_TIMEOUT:.0f} s "
+                        "and was killed"
                     )
                 elif proxy.exit_code != 0:
                     problems.append(
-                        f"the proxy exited with {proxy.exit_code} after SIGTERM; stderr tail: "
+                        f"{tray.label} exited with {proxy.exit_code} after SIGTERM; stderr tail: "
                         f"{proxy.stderr_tail(500)!r}"
                     )
             upstream.stop()
-            for home in (cli_home, tray_home):
+            for home in homes:
                 stray = end_leftovers(str(home))
                 if stray:
                     problems.append(f"processes left running with {home} in their env: {stray}")
@@ -705,7 +819,7 @@ def run(args: argparse.Namespace) -> int:
     overheads = {
         m.key: overhead(summaries[m.key], summaries["cli"])
         for m in modes
-        if m.key.startswith("tray-")
+        if m.key.startswith("tray")
     }
     print(report(modes, summaries, overheads, command, host))
     failures: dict[tuple[str, str], list[int]] = {}
@@ -729,6 +843,8 @@ def run(args: argparse.Namespace) -> int:
                 "first_delay_s": args.first_delay,
                 "delay_s": args.delay,
                 "chunks": args.chunks,
+                "pool_sizes": args.pool_sizes,
+                "pause_s": args.pause,
             },
             "modes": {
                 m.key: {
