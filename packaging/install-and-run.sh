@@ -12,7 +12,18 @@ VENV=${CLAUDE_TRAY_VENV:-${XDG_DATA_HOME:-$HOME/.local/share}/claude-tray/venv}
 echo "Installing claude-tray into $VENV (the Claude Code runtime is a ~170 MB download)..."
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet .
+if [ "$(uname -s)" = Linux ]; then
+  # The tray menu needs PyGObject, built against GTK's headers; without them claude-tray
+  # still installs and runs headless.
+  "$VENV/bin/python" -m pip install --quiet ".[linux-tray]" 2>/dev/null || {
+    echo "No tray icon: PyGObject did not build. For the tray, install" >&2
+    echo "  libgirepository1.0-dev libcairo2-dev pkg-config gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1" >&2
+    echo "and run this again. Installing without it (headless)." >&2
+    "$VENV/bin/python" -m pip install --quiet .
+  }
+else
+  "$VENV/bin/python" -m pip install --quiet .
+fi
 mkdir -p "$HOME/.local/bin"
 ln -sf "$VENV/bin/claude-tray" "$HOME/.local/bin/claude-tray"
 echo "Installed: $HOME/.local/bin/claude-tray"

@@ -123,6 +123,7 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
     samples: dict[object, tuple[str, object]] = {
         int: ("7", 7),
         float: ("2.5", 2.5),
+        bool: ("true", True),
         str | None: ("value-x", "value-x"),
         tuple[str, ...]: ("a.test, b.test", ("a.test", "b.test")),
         Mapping[str, str]: ("my-model=haiku", {**DEFAULT_MODEL_ALIASES, "my-model": "haiku"}),
@@ -131,6 +132,7 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
         "host": ("example.test", "example.test"),
         "log_level": ("warning", "warning"),
         "on_extra_usage": ("warn", "warn"),
+        "agent_activity": ("hide", "hide"),
         "upstream_url": ("https://upstream.test", "https://upstream.test"),
     }
     fields = configurable_fields()
@@ -140,7 +142,8 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
         "shutdown_grace", "keepalive_interval", "cli_max_retries", "max_body_bytes",
         "allowed_hosts", "allowed_origins", "model_aliases", "log_level",
         "pool_size", "pool_idle_timeout", "max_processes", "session_ttl_days",
-        "on_extra_usage",
+        "on_extra_usage", "agent_mode", "agent_roots", "agent_mcp_config", "agent_activity",
+        "rate_limit_per_minute",
     }  # fmt: skip
 
     for name, kind in fields.items():

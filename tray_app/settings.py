@@ -155,6 +155,16 @@ class Settings:
     session_ttl_days: float = 30.0
     # What to do when Anthropic says a request would be billed as extra usage.
     on_extra_usage: str = "pause"
+    # Agent mode: requests may have Claude Code use its own tools (Read, Edit, Bash, ...)
+    # in a working directory inside one of agent_roots; off, and no root, by default.
+    agent_mode: bool = False
+    agent_roots: tuple[str, ...] = ()
+    # An MCP config file (mcpServers); its servers are the only ones a request may start.
+    agent_mcp_config: str | None = None
+    # Whether the agent's tool activity is streamed (as reasoning/thinking) or not.
+    agent_activity: str = "show"
+    # Requests per minute per client (API key, else address); 0 means no limit.
+    rate_limit_per_minute: int = 0
     # Problems that did not stop loading (unknown keys in the file), for the caller to log.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -448,8 +458,9 @@ def _describe(kind: object) -> str:
 # ---- ranges ----
 
 _AT_LEAST_ONE = ("max_concurrent", "max_body_bytes", "max_processes")
-_AT_LEAST_ZERO = ("max_queue", "cli_max_retries", "pool_size")
+_AT_LEAST_ZERO = ("max_queue", "cli_max_retries", "pool_size", "rate_limit_per_minute")
 EXTRA_USAGE_POLICIES = ("pause", "warn", "allow")
+AGENT_ACTIVITY = ("show", "hide")
 _POSITIVE_SECONDS = (
     "pool_idle_timeout",
     "session_ttl_days",
@@ -473,6 +484,8 @@ def _check_range(name: str, value: object, source: str) -> None:
             problem = "must be a number of seconds greater than 0"
     elif name == "on_extra_usage" and value not in EXTRA_USAGE_POLICIES:
         problem = f"must be one of {', '.join(EXTRA_USAGE_POLICIES)}"
+    elif name == "agent_activity" and value not in AGENT_ACTIVITY:
+        problem = f"must be one of {', '.join(AGENT_ACTIVITY)}"
     elif name == "host" and not value:
         problem = "must not be empty"
     elif name == "log_level" and isinstance(value, str) and value.lower() not in LOG_LEVELS:

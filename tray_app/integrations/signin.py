@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from tray_app.integrations.keychain import Keychain, KeychainUnavailable
 from tray_app.settings import claude_config_dir, user_home
 
 Method = Literal["subscription", "oauth_token", "api_key", "none", "unknown"]
@@ -44,11 +45,13 @@ def read_signin_status(
     upstream_api_key: str | None,
     platform: str = sys.platform,
     now: datetime | None = None,
+    keychain: Keychain | None = None,
 ) -> SignInStatus:
     """Look where the CLI would look, in the CLI's order, and describe what is there.
 
     Blocking (file and keychain reads): call it through `asyncio.to_thread` from the loop.
     `now` (timezone-aware) is for tests; it decides whether a stored token has expired.
+    `keychain` is the one to read on macOS (tests pass one bound to their own keyring).
     """
     if upstream_api_key:
         return SignInStatus(
@@ -72,7 +75,7 @@ def read_signin_status(
     # from the CLI's environment unless it is configured as upstream_api_key (DESIGN.md §2).
     moment = now or datetime.now(UTC)
     if platform == "darwin":
-        from_keychain = _read_keychain(env, moment)
+        from_keychain = _read_keychain(env, moment, keychain or Keychain())
         if from_keychain is not None:
             return from_keychain
     return _read_credentials_file(env, moment)
@@ -109,21 +112,20 @@ def keychain_account(env: Mapping[str, str]) -> str:
     return user if _ACCOUNT_NAME.fullmatch(user) else KEYCHAIN_FALLBACK_ACCOUNT
 
 
-def _read_keychain(env: Mapping[str, str], now: datetime) -> SignInStatus | None:
+def _read_keychain(
+    env: Mapping[str, str], now: datetime, keychain: Keychain
+) -> SignInStatus | None:
     """The Keychain's answer, or None when it holds no item (the CLI then reads the file)."""
     try:
-        import keyring  # lazily: only macOS asks, and importing it loads backends
-
-        stored = keyring.get_password(keychain_service_name(env), keychain_account(env))
-    except Exception as exc:  # any backend can raise anything; a locked keychain must not crash
-        reason = str(exc) or type(exc).__name__
+        stored = keychain.get(keychain_service_name(env), keychain_account(env))
+    except KeychainUnavailable as exc:  # a locked keychain must not crash the status
         return SignInStatus(
             "unknown",
             False,
             None,
             None,
             KEYCHAIN_SOURCE,
-            f"The Keychain could not be read: {reason}.",
+            f"The Keychain could not be read: {exc.reason}.",
         )
     if stored is None:
         return None
