@@ -89,6 +89,17 @@ class CliUnavailable(ClaudeTrayError):
         self.detail = detail
 
 
+class RateLimited(ClaudeTrayError):
+    """This client sent more requests than rate_limit_per_minute allows."""
+
+    def __init__(self, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"More than {limit} requests in a minute from this client (setting "
+            f"rate_limit_per_minute); try again in {retry_after} s."
+        )
+        self.retry_after = retry_after
+
+
 class ExtraUsageRequired(ClaudeTrayError):
     """Anthropic refused the call: requests like this one are paid from extra usage."""
 

@@ -20,14 +20,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from claude_agent_sdk import (
+    AgentDefinition,
     ClaudeAgentOptions,
     ClaudeSDKClient,
     ClaudeSDKError,
     CLIConnectionError,
     CLINotFoundError,
+    HookMatcher,
 )
 
 from tray_app import __version__
+from tray_app.backend.agent import AgentSpec, path_guard
 from tray_app.backend.client_tools import ToolBridge
 from tray_app.backend.env import child_env
 from tray_app.backend.transcript import user_line
@@ -54,6 +57,13 @@ class Spec:
     effort: Effort | None = None
     thinking_budget: int | None = None
     output_schema: dict[str, Any] | None = None
+    agent: AgentSpec | None = None
+    max_budget_usd: float | None = None
+    fallback_model: str | None = None
+
+    def cwd(self, default: str) -> str:
+        """Where the CLI runs: the agent's working directory, else claude-tray's own."""
+        return self.agent.cwd if self.agent is not None else default
 
     @property
     def key(self) -> str:
@@ -69,6 +79,9 @@ class Spec:
             "effort": self.effort,
             "thinking_budget": self.thinking_budget,
             "output_schema": self.output_schema,
+            "agent": None if self.agent is None else self.agent.to_json(),
+            "max_budget_usd": self.max_budget_usd,
+            "fallback_model": self.fallback_model,
         }
 
     @classmethod
@@ -81,6 +94,9 @@ class Spec:
             effort=raw.get("effort"),
             thinking_budget=raw.get("thinking_budget"),
             output_schema=raw.get("output_schema"),
+            agent=None if raw.get("agent") is None else AgentSpec.from_json(raw["agent"]),
+            max_budget_usd=raw.get("max_budget_usd"),
+            fallback_model=raw.get("fallback_model"),
         )
 
 
@@ -186,13 +202,28 @@ async def start(
     env["ENABLE_TOOL_SEARCH"] = "false"
     env.setdefault("MCP_TOOL_TIMEOUT", str(_TOOL_WAIT_MS))
     server = bridge.server()
+    mcp_servers: dict[str, Any] = {server["name"]: server} if spec.tools else {}
+    agent = spec.agent
+    if agent is not None:
+        mcp_servers.update(agent.mcp_servers)
     options = ClaudeAgentOptions(
         cli_path=cli_path,
-        # Client-tool mode: no built-in tool can touch this machine; the client's
-        # tools are offered as real definitions and run by the client.
-        tools=[],
-        mcp_servers={server["name"]: server} if spec.tools else {},
-        allowed_tools=bridge.allowed,
+        # Without agent mode no built-in tool can touch this machine: the client's tools
+        # are offered as real definitions and run by the client.
+        tools=[] if agent is None else (None if agent.tools is None else list(agent.tools)),
+        mcp_servers=mcp_servers,
+        allowed_tools=bridge.allowed + (list(agent.allowed_tools) if agent else []),
+        disallowed_tools=list(agent.disallowed_tools) if agent else [],
+        permission_mode=agent.permission_mode if agent else None,  # type: ignore[arg-type]
+        agents=_subagents(agent),
+        extra_args={"agent": agent.agent} if agent and agent.agent else {},
+        hooks=(
+            {"PreToolUse": [HookMatcher(matcher=None, hooks=[path_guard(agent.cwd)])]}
+            if agent
+            else None
+        ),
+        max_budget_usd=spec.max_budget_usd,
+        fallback_model=spec.fallback_model,
         include_partial_messages=True,
         model=spec.model,
         system_prompt=spec.system,
@@ -206,7 +237,7 @@ async def start(
         # The user's settings, hooks and plugins belong to their own Claude Code
         # sessions; a proxy turn starts from a clean slate (and starts faster).
         setting_sources=[],
-        cwd=work_dir,
+        cwd=spec.cwd(work_dir),
         resume=resume,
         session_id=None if resume else session_id,
         env=env,
@@ -233,6 +264,20 @@ async def start(
     process = CliProcess(client, spec, session_id, bridge)
     process.stderr = stderr
     return process
+
+
+def _subagents(agent: AgentSpec | None) -> dict[str, AgentDefinition] | None:
+    if agent is None or not agent.agents:
+        return None
+    return {
+        a.name: AgentDefinition(
+            description=a.description,
+            prompt=a.prompt,
+            tools=None if a.tools is None else list(a.tools),
+            model=a.model,
+        )
+        for a in agent.agents
+    }
 
 
 def _thinking(budget: int | None) -> Any:

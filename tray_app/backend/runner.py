@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from claude_agent_sdk import ClaudeSDKError, project_key_for_directory
 
+from tray_app.backend import agent as agent_rules
 from tray_app.backend import pool as pool_mod
 from tray_app.backend.client_tools import PREFIX, client_name
 from tray_app.backend.process import CliProcess, Spec, start
@@ -48,7 +49,7 @@ from tray_app.errors import (
     UpstreamError,
 )
 from tray_app.protocol import fingerprint
-from tray_app.protocol.cli_events import CliStream
+from tray_app.protocol.cli_events import CliStream, with_index
 from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
     BlockStarted,
@@ -62,6 +63,9 @@ from tray_app.protocol.model import (
     RateLimitReported,
     TextDelta,
     TextPart,
+    ThinkingDelta,
+    ToolFinished,
+    ToolInputDelta,
     ToolResultPart,
     ToolUsePart,
     Turn,
@@ -80,6 +84,8 @@ BUSY_RETRY_AFTER = 5
 # A tool-result turn the CLI no longer holds is restored as history; the CLI then
 # needs a user message to answer (it drops prompts made only of tool results).
 CONTINUE_PROMPT = "Continue with the tool results above."
+# The result subtype of a turn the CLI stopped at --max-budget-usd (CLI 2.1.330).
+BUDGET_STOP = "error_max_budget_usd"
 # The tool the CLI adds for structured output (--json-schema); its input is the answer.
 STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
@@ -244,7 +250,7 @@ class TurnRunner:
         outcome = "failed"
         try:
             started = time.monotonic()
-            plan = await self._plan(turn, model)
+            plan = await self._plan(turn, model, caller.client)
             log.info(
                 "[%s] %s (session %s) ready in %.0f ms",
                 caller.request_id,
@@ -261,14 +267,14 @@ class TurnRunner:
         finally:
             self._finish(plan, outcome)
 
-    async def _plan(self, turn: Turn, model: str) -> _Plan:
-        plan = await self._route(turn, model)
+    async def _plan(self, turn: Turn, model: str, client: str) -> _Plan:
+        plan = await self._route(turn, model, client)
         hint = tool_choice_hint(turn)
         if hint and plan.send is not None:
             plan.send = (*plan.send, TextPart(hint))
         return plan
 
-    async def _route(self, turn: Turn, model: str) -> _Plan:
+    async def _route(self, turn: Turn, model: str, client: str) -> _Plan:
         """Which process answers, and with what input (see the module docstring)."""
         spec = Spec(
             model=model,
@@ -278,6 +284,9 @@ class TurnRunner:
             effort=turn.effort,
             thinking_budget=turn.thinking_budget,
             output_schema=turn.output_schema,
+            agent=None if turn.agent is None else agent_rules.resolve(turn.agent, self._settings),
+            max_budget_usd=turn.max_budget_usd,
+            fallback_model=turn.fallback_model,
         )
         history_tip = fingerprint.of(turn.system, turn.history)
         tip = fingerprint.extend(history_tip, Message("user", turn.prompt))
@@ -290,11 +299,14 @@ class TurnRunner:
             return await self._new(spec, turn, results, tip, None, None)
         # A session named by the client (and not re-sent as history) waits its turn;
         # one found by its history forks, so two clients sharing a history never wait.
-        named = bool(turn.session_id or turn.previous_response_id) and not turn.history
-        record = await self._find(turn, spec, history_tip)
+        named = (
+            bool(turn.session_id or turn.previous_response_id or turn.continue_conversation)
+            and not turn.history
+        )
+        record = await self._find(turn, spec, history_tip, client)
         while record is not None and record.id in self._busy and named:
             await self._busy[record.id].wait()
-            record = await self._find(turn, spec, history_tip)
+            record = await self._find(turn, spec, history_tip, client)
         if record is not None and record.id in self._busy:
             log.info("session %s is answering another request; this one forks", record.id)
             record = None
@@ -325,7 +337,9 @@ class TurnRunner:
         if event is not None:
             event.set()
 
-    async def _find(self, turn: Turn, spec: Spec, history_tip: str) -> SessionRecord | None:
+    async def _find(
+        self, turn: Turn, spec: Spec, history_tip: str, client: str
+    ) -> SessionRecord | None:
         """The session this request continues, if any.
 
         A history decides by its fingerprint alone: clients that resend history (and
@@ -345,8 +359,10 @@ class TurnRunner:
             return await self._store_call(lambda s: s.get(found or ""))
         if turn.history:
             return await self._store_call(lambda s: s.find_by_tip(history_tip))
-        if turn.session_id:
-            record = await self._store_call(lambda s: s.get(turn.session_id or ""))
+        if turn.session_id or turn.continue_conversation:
+            record = await self._store_call(
+                lambda s: s.get(turn.session_id) if turn.session_id else s.latest_for_client(client)
+            )
             if record is not None and record.spawn_key not in (None, spec.key):
                 log.info(
                     "session %s was started with other settings (system prompt, tools, "
@@ -375,7 +391,7 @@ class TurnRunner:
             elif fits and held.state == "idle" and results is None:
                 return _Plan(held, record.id, record, turn.prompt, None, tip, "continued")
             self.pool.discard(held)
-        if results is None and self._transcript_exists(record.cli_session_id):
+        if results is None and self._transcript_exists(record.cli_session_id, spec):
             process = await self.pool.new_process(spec, resume=record.cli_session_id)
             return _Plan(process, record.id, record, turn.prompt, None, tip, "resumed")
         if turn.history:
@@ -419,12 +435,12 @@ class TurnRunner:
             send = (TextPart(CONTINUE_PROMPT),)
         prefix = PREFIX if spec.tools else ""
         resume = await asyncio.to_thread(
-            write_transcript, self._config_dir, self.work_dir, history, prefix
+            write_transcript, self._config_dir, spec.cwd(self.work_dir), history, prefix
         )
         return await self.pool.new_process(spec, resume=resume), send
 
-    def _transcript_exists(self, cli_session_id: str) -> bool:
-        folder = self._config_dir / "projects" / project_key_for_directory(self.work_dir)
+    def _transcript_exists(self, cli_session_id: str, spec: Spec) -> bool:
+        folder = self._config_dir / "projects" / project_key_for_directory(spec.cwd(self.work_dir))
         return (folder / f"{cli_session_id}.jsonl").is_file()
 
     async def _segment(
@@ -442,15 +458,15 @@ class TurnRunner:
         usage = _UsageSum()
         deadline = started + self._settings.request_timeout
         last_stop: str | None = None
-        shown = _Shown(structured=process.spec.output_schema is not None)
+        shown = _Shown(
+            structured=process.spec.output_schema is not None,
+            activity=self._settings.agent_activity == "show",
+        )
         while True:
             line = await self._next(process, deadline)
             if line is None:
                 raise CliFailed(process.exit_code, "\n".join(process.stderr))
-            for raw_event in stream.feed(line):
-                event = shown.filter(raw_event)
-                if event is None:
-                    continue
+            for event in (e for raw in stream.feed(line) for e in shown.filter(raw)):
                 if isinstance(event, ErrorReported):
                     reported = event
                     continue
@@ -460,6 +476,21 @@ class TurnRunner:
                 if isinstance(event, MessageDelta):
                     last_stop = event.stop_reason
                 if isinstance(event, TurnCompleted):
+                    if event.is_error and event.subtype == BUDGET_STOP:
+                        # Not a failure: the turn stopped where the client asked it to.
+                        for extra in shown.note(
+                            f"[claude-tray: stopped at max_budget_usd "
+                            f"({process.spec.max_budget_usd:g} USD); this turn cost "
+                            f"{event.cost_usd or 0:.4f} USD]"
+                        ):
+                            collector.feed(extra)
+                            yield extra
+                        # Said as the answer's stop reason, which the translators read
+                        # from the last message_delta: cut short, like a token limit.
+                        stopped = MessageDelta("max_tokens", None, 0)
+                        collector.feed(stopped)
+                        yield stopped
+                        event = dataclasses.replace(event, is_error=False, stop_reason="max_tokens")
                     if event.is_error:
                         failure = failure_of(event, reported)
                         if isinstance(failure, ExtraUsageRequired):
@@ -635,10 +666,10 @@ class TurnRunner:
         process.state = "awaiting_tools" if outcome == "awaiting_tools" else "idle"
         self.pool.give_back(plan.session_id, process)
         if plan.session_id is None:
-            self._forget_transcript(process.session_id)
+            self._forget_transcript(process.session_id, process.spec.cwd(self.work_dir))
 
-    def _forget_transcript(self, cli_session_id: str) -> None:
-        folder = self._config_dir / "projects" / project_key_for_directory(self.work_dir)
+    def _forget_transcript(self, cli_session_id: str, cwd: str) -> None:
+        folder = self._config_dir / "projects" / project_key_for_directory(cwd)
         # The CLI writes its transcript as it exits; an ephemeral turn keeps nothing.
         asyncio.get_running_loop().call_later(
             10, lambda: (folder / f"{cli_session_id}.jsonl").unlink(missing_ok=True)
@@ -687,40 +718,110 @@ class _UsageSum:
 
 
 class _Shown:
-    """What of the CLI's events the client sees: client tool names as declared, and
-    for structured output the JSON document as text instead of the CLI's own tool."""
+    """What of the CLI's events the client sees.
 
-    def __init__(self, *, structured: bool) -> None:
+    Client tools keep the names the client declared. The CLI's own tools (agent mode)
+    never reach the client as tool calls, which it would try to run: with activity
+    shown, each becomes a line of thinking/reasoning ("Read: src/app.py", then its
+    outcome); hidden, nothing. Structured output shows the JSON document as text
+    instead of the CLI's StructuredOutput call. Blocks are renumbered so that the
+    inserted ones never collide with the CLI's.
+    """
+
+    def __init__(self, *, structured: bool, activity: bool) -> None:
         self.structured = structured
+        self.activity = activity
         self.client_calls: list[str] = []  # ids of client tool calls in this answer
-        self._hidden: set[int] = set()
-        self._next_index = 0
+        self._map: dict[int, int] = {}  # the CLI's block index -> ours
+        self._hidden: dict[int, tuple[str, list[str]]] = {}  # index -> (tool, input JSON)
+        self._builtin_ids: set[str] = set()
+        self._calls_in_message = 0
+        self._next = 0
 
-    def filter(self, event: CliEvent) -> CliEvent | None:
-        index = getattr(event, "index", None)
-        if isinstance(index, int):
-            self._next_index = max(self._next_index, index + 1)
-        if isinstance(event, BlockStarted) and event.kind == "tool_use":
-            if event.name.startswith(PREFIX):
+    def filter(self, event: CliEvent) -> list[CliEvent]:
+        if isinstance(event, MessageStarted):
+            self._calls_in_message = 0
+            return [event]
+        if isinstance(event, BlockStarted):
+            if event.kind == "tool_use" and not event.name.startswith(PREFIX):
+                self._hidden[event.index] = (event.name, [])
+                if event.name != STRUCTURED_OUTPUT_TOOL or not self.structured:
+                    self._builtin_ids.add(event.id)
+                return []
+            index = self._map[event.index] = self._take_index()
+            if event.kind == "tool_use":
                 self.client_calls.append(event.id)
-                return dataclasses.replace(event, name=client_name(event.name))
-            if self.structured and event.name == STRUCTURED_OUTPUT_TOOL:
-                self._hidden.add(event.index)
-                return None
-        if index in self._hidden:
-            return None
-        if isinstance(event, MessageDelta) and self._hidden and event.stop_reason == "tool_use":
-            # The model "called" the structured-output tool: to the client, that is
-            # the answer ending normally.
-            return dataclasses.replace(event, stop_reason="end_turn")
-        return event
+                self._calls_in_message += 1
+                return [dataclasses.replace(event, index=index, name=client_name(event.name))]
+            return [dataclasses.replace(event, index=index)]
+        if isinstance(event, ToolFinished):
+            if event.tool_use_id not in self._builtin_ids:
+                return []
+            outcome = ("failed: " if event.is_error else "") + (event.summary or "done")
+            return self._activity(f"  -> {outcome}")
+        if isinstance(event, MessageDelta):
+            if event.stop_reason == "tool_use" and not self._calls_in_message:
+                # The CLI's own tools (or the structured-output one) were called: to the
+                # client the answer goes on, or ends normally, never "run your tools".
+                return [dataclasses.replace(event, stop_reason="end_turn")]
+            return [event]
+        at = getattr(event, "index", None)
+        if not isinstance(at, int):
+            return [event]
+        if at in self._hidden:
+            name, pieces = self._hidden[at]
+            if isinstance(event, ToolInputDelta):
+                pieces.append(event.partial_json)
+            elif isinstance(event, BlockStopped) and name != STRUCTURED_OUTPUT_TOOL:
+                return self._activity(f"{name}: {_tool_summary(''.join(pieces))}")
+            return []
+        if at in self._map:
+            return [with_index(event, self._map[at])]
+        return [event]
+
+    def _take_index(self) -> int:
+        index, self._next = self._next, self._next + 1
+        return index
+
+    def _activity(self, line: str) -> list[CliEvent]:
+        if not self.activity:
+            return []
+        index = self._take_index()
+        return [
+            BlockStarted(index, "thinking"),
+            ThinkingDelta(index, line + "\n"),
+            BlockStopped(index),
+        ]
+
+    def note(self, text: str) -> list[CliEvent]:
+        """A line of text of claude-tray's own at the end of the answer."""
+        index = self._take_index()
+        return [BlockStarted(index, "text"), TextDelta(index, "\n" + text), BlockStopped(index)]
 
     def structured_answer(self, done: TurnCompleted) -> list[CliEvent]:
         if not self.structured or done.structured_output is None:
             return []
-        index = self._next_index
+        index = self._take_index()
         text = json.dumps(done.structured_output, ensure_ascii=False)
         return [BlockStarted(index, "text"), TextDelta(index, text), BlockStopped(index)]
+
+
+def _tool_summary(raw: str) -> str:
+    """What a tool call is about, in a few words: its pattern, path or command."""
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        args = {}
+    if isinstance(args, dict):
+        pattern, path = args.get("pattern"), args.get("path")
+        if isinstance(pattern, str) and pattern:
+            where = f" in {path}" if isinstance(path, str) and path else ""
+            return " ".join(f"{pattern}{where}".split())[:120]
+        for key in ("file_path", "path", "command", "notebook_path", "url", "query"):
+            value = args.get(key)
+            if isinstance(value, str) and value:
+                return " ".join(value.split())[:120]
+    return " ".join(raw.split())[:120]
 
 
 def _message_stopped(line: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ from tray_app.protocol.model import (
     SignatureDelta,
     TextDelta,
     ThinkingDelta,
+    ToolFinished,
     ToolInputDelta,
     TurnCompleted,
     Usage,
@@ -71,6 +72,8 @@ def parse_line(line: dict[str, Any]) -> list[CliEvent]:
         return [SessionStarted(str(line.get("session_id", "")), str(line.get("model", "")))]
     if kind == "rate_limit_event":
         return [_rate_limit(_obj(line.get("rate_limit_info")))]
+    if kind == "user" and not line.get("parent_tool_use_id"):
+        return _tool_results(_obj(line.get("message")))
     if kind not in _KNOWN_UNUSED:
         log.debug("ignoring CLI line of type %r", kind)
     return []
@@ -88,6 +91,30 @@ _KNOWN_UNUSED = {
     "tool_progress",
     "auth_status",
 }
+
+
+def _tool_results(message: dict[str, Any]) -> list[CliEvent]:
+    """What the CLI's own tools answered (agent mode), one line each."""
+    out: list[CliEvent] = []
+    for block in _objs(message.get("content")):
+        if block.get("type") != "tool_result":
+            continue
+        content = block.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(b.get("text", "")) for b in _objs(content))
+        text = " ".join(str(content or "").split())
+        out.append(
+            ToolFinished(
+                str(block.get("tool_use_id", "")),
+                block.get("is_error") is True,
+                text[:_OUTCOME_CHARS],
+            )
+        )
+    return out
+
+
+# An outcome line is a glimpse of what a tool answered, not its output.
+_OUTCOME_CHARS = 160
 
 
 def _stream_event(event: dict[str, Any]) -> list[CliEvent]:
@@ -265,7 +292,7 @@ class CliStream:
                 del self._open[mapped]
                 return [BlockStopped(mapped)]
             self._open[mapped][1].append(_piece(event))
-            return [_with_index(event, mapped)]
+            return [with_index(event, mapped)]
         return [event]
 
     def _new_index(self) -> int:
@@ -365,7 +392,7 @@ def _piece(event: TextDelta | ThinkingDelta | SignatureDelta | ToolInputDelta) -
     return ""
 
 
-def _with_index(event: CliEvent, index: int) -> CliEvent:
+def with_index(event: CliEvent, index: int) -> CliEvent:
     if isinstance(event, TextDelta):
         return TextDelta(index, event.text)
     if isinstance(event, ThinkingDelta):

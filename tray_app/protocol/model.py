@@ -68,6 +68,30 @@ Effort = Literal["low", "medium", "high", "xhigh", "max"]
 
 
 @dataclass(frozen=True, slots=True)
+class Subagent:
+    name: str
+    description: str
+    prompt: str
+    tools: tuple[str, ...] | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRequest:
+    """What a request asks of agent mode, as sent (not yet checked against settings)."""
+
+    working_directory: str | None = None
+    # The built-in tools to offer; None leaves Claude Code's own default set.
+    tools: tuple[str, ...] | None = None
+    allowed_tools: tuple[str, ...] = ()
+    disallowed_tools: tuple[str, ...] = ()
+    permission_mode: str | None = None
+    agents: tuple[Subagent, ...] = ()
+    agent: str | None = None
+    mcp_servers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     parts: tuple[Part, ...]
@@ -109,6 +133,11 @@ class Turn:
     # Responses API `store`: false means the answer cannot be named by a later
     # previous_response_id (the conversation itself is still kept; see README).
     store: bool = True
+    # claude-tray's own extensions (protocol/extensions.py).
+    agent: AgentRequest | None = None  # agent mode was asked for
+    max_budget_usd: float | None = None
+    fallback_model: str | None = None
+    continue_conversation: bool = False
 
 
 # ---- what the CLI reports (parsed from stream-json lines) ----
@@ -221,6 +250,15 @@ class ErrorReported:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolFinished:
+    """One of the CLI's own tools (agent mode) answered; `summary` is its start."""
+
+    tool_use_id: str
+    is_error: bool
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
 class TurnCompleted:
     """The CLI's `result` line: the turn is over, successfully or not."""
 
@@ -249,5 +287,6 @@ CliEvent = (
     | MessageDelta
     | RateLimitReported
     | ErrorReported
+    | ToolFinished
     | TurnCompleted
 )

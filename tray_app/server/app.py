@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import hashlib
 import hmac
 import ipaddress
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,7 +19,14 @@ from aiohttp.typedefs import Middleware
 
 from tray_app.backend.runner import TurnRunner, bundled_cli, probe_cli
 from tray_app.backend.store import SessionStore, StoreUnavailable, store_path
-from tray_app.errors import ClaudeTrayError, Forbidden, NotFound, PayloadTooLarge, Unauthorized
+from tray_app.errors import (
+    ClaudeTrayError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
 from tray_app.integrations.signin import SignInStatus, read_signin_status
 from tray_app.server import routes
 from tray_app.server.errors import classify, error_body
@@ -134,10 +144,51 @@ def guard_mw(settings: Settings) -> Middleware:
     return guard
 
 
+# The routes that start a turn (and cost the user); everything else is never limited.
+_LIMITED_SUFFIXES = ("/chat/completions", "/messages", "/responses")
+
+
+def rate_limit_mw(settings: Settings) -> Middleware:
+    """At most rate_limit_per_minute turns per client in any 60 s (0: no limit). A
+    client is its API key when it sends one, else its address."""
+    limit = settings.rate_limit_per_minute
+    seen: dict[str, collections.deque[float]] = {}
+
+    @web.middleware
+    async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if limit <= 0 or request.method != "POST" or not request.path.endswith(_LIMITED_SUFFIXES):
+            return await handler(request)
+        key = _client_key(request)
+        now = time.monotonic()
+        stamps = seen.setdefault(key, collections.deque())
+        while stamps and now - stamps[0] >= 60:
+            stamps.popleft()
+        if len(stamps) >= limit:
+            raise RateLimited(limit, max(1, math.ceil(stamps[0] + 60 - now)))
+        stamps.append(now)
+        if len(seen) > 10_000:  # a bound on memory against many addresses
+            for stale in [k for k, v in seen.items() if not v or now - v[-1] >= 60]:
+                del seen[stale]
+        return await handler(request)
+
+    return rate_limit
+
+
+def _client_key(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    key = request.headers.get("x-api-key") or (
+        auth[7:] if auth.lower().startswith("bearer ") else ""
+    )
+    if key:
+        # Never the key itself in memory longer than needed: a digest tells clients apart.
+        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    return "addr:" + (request.remote or "-")
+
+
 def build_app(ctx: routes.Context) -> web.Application:
     app = web.Application(
         client_max_size=ctx.settings.max_body_bytes,
-        middlewares=[request_id_mw, errors_mw, guard_mw(ctx.settings)],
+        middlewares=[request_id_mw, errors_mw, guard_mw(ctx.settings), rate_limit_mw(ctx.settings)],
     )
     app[routes.CONTEXT] = ctx
     for prefix in ("/v1", ""):
@@ -154,6 +205,10 @@ def build_app(ctx: routes.Context) -> web.Application:
     app.router.add_get("/health", routes.health)
     app.router.add_get("/v1/health", routes.health)
     app.router.add_get("/", routes.root)  # also answers HEAD
+    app.router.add_get("/ping", routes.ping)
+    # Some clients put the provider's name in the path (LiteLLM-style base URLs).
+    app.router.add_post("/anthropic/v1/messages", routes.messages)
+    app.router.add_post("/anthropic/v1/messages/count_tokens", routes.count_tokens)
     return app
 
 
@@ -182,7 +237,7 @@ async def serve(
     def signin() -> SignInStatus:
         return read_signin_status(env, upstream_api_key=settings.upstream_api_key)
 
-    app = build_app(routes.Context(settings, runner, cli, signin, store))
+    app = build_app(routes.Context(settings, runner, cli, signin, store, env))
     app_runner = web.AppRunner(
         app, handler_cancellation=True, access_log=None, shutdown_timeout=settings.shutdown_grace
     )

@@ -20,6 +20,7 @@ from tray_app.errors import (
     NotFound,
     NotSignedIn,
     PayloadTooLarge,
+    RateLimited,
     ShuttingDown,
     TurnTimeout,
     Unauthorized,
@@ -57,6 +58,14 @@ def classify(exc: BaseException) -> WireError:
     if isinstance(exc, PayloadTooLarge):
         return WireError(413, "request_too_large", exc.message, code="request_too_large")
     if isinstance(exc, Busy):
+        return WireError(
+            429,
+            "rate_limit_error",
+            exc.message,
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, RateLimited):
         return WireError(
             429,
             "rate_limit_error",

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -21,7 +21,7 @@ from tray_app.backend.runner import Caller, CliInfo, TurnRunner
 from tray_app.backend.store import SessionStore
 from tray_app.errors import InvalidRequest, NotFound, PayloadTooLarge
 from tray_app.integrations.signin import SignInStatus
-from tray_app.protocol import anthropic, openai_chat, openai_responses
+from tray_app.protocol import anthropic, extensions, openai_chat, openai_responses
 from tray_app.protocol.common import Collector
 from tray_app.protocol.model import Api, CliEvent, Turn, TurnCompleted
 from tray_app.protocol.models import model_body, models_body, resolve_model
@@ -39,6 +39,8 @@ class Context:
     cli: CliInfo
     signin: Callable[[], SignInStatus]
     store: SessionStore | None = None
+    # The environment the CLI runs with (its config dir; the tools' config files).
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 CONTEXT = web.AppKey("context", Context)
@@ -107,18 +109,23 @@ async def read_json(request: web.Request) -> Any:
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    turn = openai_chat.parse_request(await read_json(request))
-    return await _serve(request, turn)
+    return await _serve(request, _parse(await read_json(request), openai_chat.parse_request))
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    turn = anthropic.parse_request(await read_json(request))
-    return await _serve(request, turn)
+    return await _serve(request, _parse(await read_json(request), anthropic.parse_request))
 
 
 async def responses(request: web.Request) -> web.StreamResponse:
-    turn = openai_responses.parse_request(await read_json(request))
-    return await _serve(request, turn)
+    return await _serve(request, _parse(await read_json(request), openai_responses.parse_request))
+
+
+def _parse(body: Any, parse: Callable[[Any], Turn]) -> Turn:
+    """The API's own fields, then claude-tray's extensions (the same in every API)."""
+    names = None
+    if isinstance(body, dict):
+        body, names = extensions.split_tool_names(body)
+    return extensions.with_extensions(parse(body), body, names)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -133,6 +140,10 @@ async def count_tokens(request: web.Request) -> web.Response:
 async def _serve(request: web.Request, turn: Turn) -> web.StreamResponse:
     ctx = request.app[CONTEXT]
     turn = with_headers(request, turn)
+    chosen = request.headers.get("X-Model", "").strip()
+    if chosen:
+        # For clients that cannot change the body; the answer names this model too.
+        turn = dataclasses.replace(turn, model=chosen)
     model = resolve_model(turn.model, ctx.settings.model_aliases)
     rid = request[REQUEST_ID]
     response_id = _response_id() if turn.api == "responses" else None
@@ -337,8 +348,15 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def root(request: web.Request) -> web.Response:
-    # Claude Code sends `HEAD /` before its first request; a plain 200 is what it wants.
-    return web.json_response({"name": "claude-tray", "version": __version__})
+    # Claude Code sends `HEAD /` before its first request (a 200 is all it wants);
+    # people and monitors asking `GET /` get what /health says.
+    if request.method == "HEAD":
+        return web.json_response({"name": "claude-tray", "version": __version__})
+    return await health(request)
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
 
 
 # ---- sessions and usage ----
