@@ -116,6 +116,7 @@ class CliProcess:
         self.last_used = time.monotonic()
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._client = client
+        self._disconnecting: asyncio.Future[None] | None = None
         # One iterator for the process's life: the CLI's lines across every turn.
         self.lines: AsyncIterator[dict[str, Any]] = client._query.receive_messages()  # type: ignore[union-attr]  # noqa: SLF001 - the SDK's parsed messages drop fields we need
 
@@ -160,6 +161,13 @@ class CliProcess:
         await self._disconnect()
 
     async def _disconnect(self) -> None:
+        # Shutdown and a failing turn may both end a process; the SDK's close is not
+        # safe to run twice at once, so the second caller waits for the first.
+        if self._disconnecting is None:
+            self._disconnecting = asyncio.ensure_future(self._disconnect_once())
+        await asyncio.shield(self._disconnecting)
+
+    async def _disconnect_once(self) -> None:
         try:
             # The SDK waits up to 5 s for a clean exit after stdin EOF.
             async with asyncio.timeout(8):
