@@ -4,7 +4,8 @@ to install them, and how to run them hermetically against a local claude-tray.
 Each tool is pinned to one version and installed into its own directory under
 `${XDG_CACHE_HOME:-~/.cache}/claude-tray-ci`, named after the version, so a machine
 downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
-Aider (a large Python package with exact pins of its own) with pip into its own venv.
+Aider and the LiteLLM proxy (large Python packages with exact pins of their own) with pip,
+each into its own venv.
 `.ci/check` installs them:
 
     python tests/tools.py install
@@ -39,6 +40,11 @@ CONTINUE_PACKAGE = "@continuedev/cli"
 CONTINUE_VERSION = "1.5.47"
 AIDER_PACKAGE = "aider-chat"
 AIDER_VERSION = "0.86.2"
+# The team-scale setup (DESIGN.md section 7): the LiteLLM proxy in front of two
+# claude-tray instances. `[proxy]` brings the server (uvicorn, fastapi, ...).
+# 1.103 and later require certifi>=2026.10.19, which the package index does not have yet.
+LITELLM_PACKAGE = "litellm[proxy]"
+LITELLM_VERSION = "1.102.4"
 # npm fetches two ~60 MB platform packages, pip ~700 MB for aider; bound them so a stuck
 # registry cannot eat CI.
 INSTALL_TIMEOUT = 600
@@ -438,6 +444,84 @@ def aider_home(home: Path) -> dict[str, str]:
     return env
 
 
+# ---- the LiteLLM proxy (pip, its own venv) ----
+
+
+def litellm_prefix() -> Path:
+    return cache_root() / f"litellm-proxy-{LITELLM_VERSION}"
+
+
+def _litellm_bin(prefix: Path) -> Path:
+    return prefix / "bin" / "litellm"
+
+
+def litellm_install_command(prefix: Path | None = None) -> list[str]:
+    venv = prefix or litellm_prefix()
+    return [
+        f"{sys.executable} -m venv {venv} &&",
+        f"{venv}/bin/python",
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"{LITELLM_PACKAGE}=={LITELLM_VERSION}",
+    ]
+
+
+def find_litellm() -> Path | None:
+    prefix = litellm_prefix()
+    path = _litellm_bin(prefix)
+    if (prefix / _DONE_MARK).is_file() and os.access(path, os.X_OK):
+        return path
+    return None
+
+
+def require_litellm() -> Path:
+    """The pinned `litellm` proxy command; fails the calling test, saying how to install it."""
+    path = find_litellm()
+    if path is None:
+        _fail_missing(
+            f"The LiteLLM proxy {LITELLM_VERSION} is not installed at {litellm_prefix()}",
+            litellm_install_command(),
+        )
+    assert path is not None
+    return path
+
+
+def install_litellm() -> Path:
+    """Install the pinned `litellm[proxy]` into its own venv unless it is there already."""
+    found = find_litellm()
+    if found is not None:
+        return found
+    prefix = litellm_prefix()
+    print(f"== installing {LITELLM_PACKAGE}=={LITELLM_VERSION} into {prefix}", flush=True)
+    shutil.rmtree(prefix, ignore_errors=True)  # an interrupted earlier attempt
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    _run_install([sys.executable, "-m", "venv", str(prefix)])
+    _run_install(litellm_install_command(prefix)[1:])
+    version = subprocess.run(
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            "import importlib.metadata as m; print(m.version('litellm'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if version.stdout.strip() != LITELLM_VERSION:
+        raise SystemExit(
+            f"installed litellm reports {version.stdout.strip()!r}, not {LITELLM_VERSION}: "
+            f"{version.stderr[-2000:]}"
+        )
+    (prefix / _DONE_MARK).write_text(LITELLM_VERSION + "\n")
+    path = find_litellm()
+    assert path is not None
+    return path
+
+
 # ---- shared ----
 
 
@@ -469,6 +553,12 @@ def main(argv: list[str]) -> int:
     install_opencode()
     install_cn()
     install_aider()
+    install_litellm()
+    # playwright-core for the dashboard's browser test (its Chromium is Debian's:
+    # .ci/install-browser.sh); tests/browser.py pins and installs it the same way.
+    from browser import install_playwright
+
+    install_playwright()
     return 0
 
 

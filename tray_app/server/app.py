@@ -28,7 +28,7 @@ from tray_app.errors import (
     Unauthorized,
 )
 from tray_app.integrations.signin import SignInStatus, read_signin_status
-from tray_app.server import routes
+from tray_app.server import dashboard, routes
 from tray_app.server.errors import classify, error_body
 from tray_app.settings import Settings
 
@@ -86,6 +86,7 @@ async def errors_mw(request: web.Request, handler: Handler) -> web.StreamRespons
         exc = err
     wire = classify(exc)
     rid = request.get(routes.REQUEST_ID, "-")
+    dashboard.record_error(request, wire)
     if wire.status >= 500 or wire.status == 429:
         log.warning(
             "[%s] %s %s -> %d: %s", rid, request.method, request.path, wire.status, wire.message
@@ -128,6 +129,7 @@ def guard_mw(settings: Settings) -> Middleware:
         if (
             key
             and not (request.path == "/health" and not open_network)
+            and not dashboard.is_page(request)  # files only; the page sends the key for data
             and request.method != "OPTIONS"
         ):
             given = request.headers.get("x-api-key") or ""
@@ -209,6 +211,7 @@ def build_app(ctx: routes.Context) -> web.Application:
     # Some clients put the provider's name in the path (LiteLLM-style base URLs).
     app.router.add_post("/anthropic/v1/messages", routes.messages)
     app.router.add_post("/anthropic/v1/messages/count_tokens", routes.count_tokens)
+    dashboard.add_routes(app)
     return app
 
 
