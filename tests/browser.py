@@ -25,96 +25,27 @@ import threading
 from pathlib import Path
 from typing import Any
 
-PLAYWRIGHT_PACKAGE = "playwright-core"
-PLAYWRIGHT_VERSION = "1.65.1"
-INSTALL_TIMEOUT = 600
+from tools import PLAYWRIGHT, PLAYWRIGHT_PACKAGE, PLAYWRIGHT_VERSION
+
 DRIVER = Path(__file__).resolve().parent / "browser_driver.cjs"
 INSTALL_BROWSER = "bash .ci/install-browser.sh"
 
 
-def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "claude-tray-ci"
-
-
 def playwright_prefix() -> Path:
-    return cache_root() / f"{PLAYWRIGHT_PACKAGE}-{PLAYWRIGHT_VERSION}"
-
-
-def _module_dir(prefix: Path) -> Path:
-    return prefix / "node_modules" / PLAYWRIGHT_PACKAGE
+    return PLAYWRIGHT.prefix
 
 
 def playwright_install_command(prefix: Path | None = None) -> list[str]:
-    return [
-        "npm",
-        "install",
-        "--prefix",
-        str(prefix or playwright_prefix()),
-        "--no-audit",
-        "--no-fund",
-        "--no-update-notifier",
-        "--loglevel=error",
-        f"{PLAYWRIGHT_PACKAGE}@{PLAYWRIGHT_VERSION}",
-    ]
-
-
-def _installed_version(prefix: Path) -> str | None:
-    try:
-        meta = json.loads((_module_dir(prefix) / "package.json").read_text())
-    except (OSError, ValueError):
-        return None
-    version = meta.get("version")
-    return version if isinstance(version, str) else None
+    return PLAYWRIGHT.command(prefix)
 
 
 def find_playwright() -> Path | None:
     """The pinned playwright-core module directory, or None when it is not installed."""
-    prefix = playwright_prefix()
-    return _module_dir(prefix) if _installed_version(prefix) == PLAYWRIGHT_VERSION else None
+    return PLAYWRIGHT.find()
 
 
 def install_playwright() -> Path:
-    """Install the pinned playwright-core unless it is there (scratch dir renamed into
-    place, so an interrupted install is never taken for a finished one)."""
-    found = find_playwright()
-    if found is not None:
-        return found
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit(f"npm is needed to install {PLAYWRIGHT_PACKAGE} (install Node.js)")
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    target = playwright_prefix()
-    print(f"== installing {PLAYWRIGHT_PACKAGE}@{PLAYWRIGHT_VERSION} into {target}", flush=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
-    scratch.chmod(0o755)
-    try:
-        cmd = [npm, *playwright_install_command(scratch)[1:]]
-        # No browser download: playwright-core has no install script, and this says so.
-        env = {**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"}
-        try:
-            done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False, env=env
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SystemExit(f"`{' '.join(cmd)}` took over {INSTALL_TIMEOUT} s") from exc
-        if done.returncode != 0:
-            raise SystemExit(
-                f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr[-3000:]}"
-            )
-        if _installed_version(scratch) != PLAYWRIGHT_VERSION:
-            raise SystemExit(f"npm did not install {PLAYWRIGHT_PACKAGE}@{PLAYWRIGHT_VERSION}")
-        try:
-            scratch.rename(target)
-        except OSError:
-            if find_playwright() is None:  # not a concurrent install that won the race
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    path = find_playwright()
-    assert path is not None
-    return path
+    return PLAYWRIGHT.install()
 
 
 def find_chromium() -> Path | None:

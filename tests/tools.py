@@ -4,8 +4,8 @@ to install them, and how to run them hermetically against a local claude-tray.
 Each tool is pinned to one version and installed into its own directory under
 `${XDG_CACHE_HOME:-~/.cache}/claude-tray-ci`, named after the version, so a machine
 downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
-Aider and the LiteLLM proxy (large Python packages with exact pins of their own) with pip,
-each into its own venv.
+Aider (a large Python package with exact pins of its own) with pip into its own venv, and
+playwright-core for the dashboard's browser test.
 `.ci/check` installs them:
 
     python tests/tools.py install
@@ -19,7 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 OPENCODE_PACKAGE = "opencode-ai"
 OPENCODE_VERSION = "1.18.33"
@@ -43,8 +46,9 @@ AIDER_VERSION = "0.86.2"
 # The team-scale setup (DESIGN.md section 7): the LiteLLM proxy in front of two
 # claude-tray instances. `[proxy]` brings the server (uvicorn, fastapi, ...).
 # 1.103 and later require certifi>=2026.10.19, which the package index does not have yet.
-LITELLM_PACKAGE = "litellm[proxy]"
-LITELLM_VERSION = "1.102.4"
+# The dashboard test's browser driver (its Chromium is Debian's: .ci/install-browser.sh).
+PLAYWRIGHT_PACKAGE = "playwright-core"
+PLAYWRIGHT_VERSION = "1.65.1"
 # npm fetches two ~60 MB platform packages, pip ~700 MB for aider; bound them so a stuck
 # registry cannot eat CI.
 INSTALL_TIMEOUT = 600
@@ -55,106 +59,176 @@ def cache_root() -> Path:
     return Path(base) / "claude-tray-ci"
 
 
-def opencode_prefix() -> Path:
-    return cache_root() / f"{OPENCODE_PACKAGE}-{OPENCODE_VERSION}"
+@dataclass(frozen=True)
+class Pinned:
+    """One pinned client tool: where it lives, how to install it, how to find it.
+
+    npm tools install into a scratch directory that is renamed into place only once the
+    tool reports the pinned version; a venv cannot be moved (its scripts name their
+    interpreter by path), so pip tools are built in place and a mark file says finished.
+    Either way an interrupted install is never taken for a finished one.
+    """
+
+    label: str
+    package: str
+    version: str
+    kind: Literal["npm", "pip"]
+    entry: str  # the installed thing, relative to the prefix
+    # The version the installed tool reports, given its prefix ("" when it cannot say).
+    reports: Callable[[Path], str]
+    expected: str = ""  # what `reports` must return; the version when empty
+    npm_env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def prefix(self) -> Path:
+        name = self.package.replace("@", "").replace("/", "-")
+        return cache_root() / f"{name}-{self.version}"
+
+    def command(self, prefix: Path | None = None) -> list[str]:
+        where = prefix or self.prefix
+        if self.kind == "npm":
+            return [
+                "npm", "install", "--prefix", str(where), "--no-audit", "--no-fund",
+                "--no-update-notifier", "--loglevel=error", f"{self.package}@{self.version}",
+            ]  # fmt: skip
+        return [
+            f"{sys.executable} -m venv {where} &&", f"{where}/bin/python", "-m", "pip",
+            "install", "--quiet", "--disable-pip-version-check",
+            f"{self.package}=={self.version}",
+        ]  # fmt: skip
+
+    def find(self) -> Path | None:
+        path = self.prefix / self.entry
+        finished = self.kind == "npm" or (self.prefix / _DONE_MARK).is_file()
+        return path if finished and path.exists() else None
+
+    def require(self) -> Path:
+        """The installed tool; fails the calling test, saying how to install it."""
+        path = self.find()
+        if path is None:
+            _fail_missing(
+                f"{self.label} {self.version} is not installed at {self.prefix}", self.command()
+            )
+        assert path is not None
+        return path
+
+    def install(self) -> Path:
+        found = self.find()
+        if found is not None:
+            return found
+        root = cache_root()
+        root.mkdir(parents=True, exist_ok=True)
+        target = self.prefix
+        print(f"== installing {self.package} {self.version} into {target}", flush=True)
+        if self.kind == "pip":
+            shutil.rmtree(target, ignore_errors=True)  # an interrupted earlier attempt
+            _run_install([sys.executable, "-m", "venv", str(target)])
+            _run_install(self.command(target)[1:])
+            self._check(target)
+            (target / _DONE_MARK).write_text(self.version + "\n")
+        else:
+            npm = shutil.which("npm")
+            if npm is None:
+                raise SystemExit(f"npm is needed to install {self.package} (install Node.js)")
+            scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
+            scratch.chmod(0o755)
+            try:
+                _run_install([npm, *self.command(scratch)[1:]], env=dict(self.npm_env))
+                self._check(scratch)
+                try:
+                    scratch.rename(target)
+                except OSError:
+                    if self.find() is None:  # not a concurrent install that won the race
+                        raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        path = self.find()
+        assert path is not None
+        return path
+
+    def _check(self, prefix: Path) -> None:
+        reported = self.reports(prefix)
+        if reported != (self.expected or self.version):
+            raise SystemExit(f"installed {self.label} reports {reported!r}, not {self.version}")
 
 
-def _opencode_bin(prefix: Path) -> Path:
-    return prefix / "node_modules" / ".bin" / "opencode"
+def _reported(argv: list[str], env: Callable[[Path], dict[str, str]]) -> str:
+    """What `argv` prints, run in a throwaway home with the tool's hermetic environment."""
+    with tempfile.TemporaryDirectory() as home:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, check=False, env=env(Path(home))
+        )
+    return done.stdout.strip()
+
+
+def npm_package_version(package: str) -> Callable[[Path], str]:
+    """Reads the version npm installed from the package's own package.json."""
+
+    def version(prefix: Path) -> str:
+        try:
+            value = json.loads((prefix / "node_modules" / package / "package.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        return str(value.get("version", ""))
+
+    return version
+
+
+# A venv is built in place and this file marks it finished.
+_DONE_MARK = ".claude-tray-installed"
+
+OPENCODE = Pinned(
+    "OpenCode",
+    OPENCODE_PACKAGE,
+    OPENCODE_VERSION,
+    "npm",
+    "node_modules/.bin/opencode",
+    lambda p: _reported([str(p / "node_modules/.bin/opencode"), "--version"], opencode_home),
+)
+CONTINUE = Pinned(
+    "The Continue CLI",
+    CONTINUE_PACKAGE,
+    CONTINUE_VERSION,
+    "npm",
+    "node_modules/.bin/cn",
+    npm_package_version(CONTINUE_PACKAGE),
+)
+AIDER = Pinned(
+    "Aider",
+    AIDER_PACKAGE,
+    AIDER_VERSION,
+    "pip",
+    "bin/aider",
+    lambda p: _reported([str(p / "bin/aider"), "--version"], aider_home),
+    expected=f"aider {AIDER_VERSION}",
+)
+PLAYWRIGHT = Pinned(
+    "playwright-core",
+    PLAYWRIGHT_PACKAGE,
+    PLAYWRIGHT_VERSION,
+    "npm",
+    f"node_modules/{PLAYWRIGHT_PACKAGE}",
+    npm_package_version(PLAYWRIGHT_PACKAGE),
+    # playwright-core downloads no browser anyway; this says so to npm's scripts.
+    npm_env=(("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),),
+)
 
 
 def install_command(prefix: Path | str | None = None) -> list[str]:
-    return [
-        "npm",
-        "install",
-        "--prefix",
-        str(prefix or opencode_prefix()),
-        "--no-audit",
-        "--no-fund",
-        "--no-update-notifier",
-        "--loglevel=error",
-        f"{OPENCODE_PACKAGE}@{OPENCODE_VERSION}",
-    ]
-
-
-def find_opencode() -> Path | None:
-    """The pinned OpenCode binary, or None when it is not installed."""
-    path = _opencode_bin(opencode_prefix())
-    return path if os.access(path, os.X_OK) else None
+    """OpenCode's install command (shown to people when it is missing)."""
+    return OPENCODE.command(Path(prefix) if prefix else None)
 
 
 def require_opencode() -> Path:
-    """The pinned OpenCode binary; fails the calling test, saying how to install it."""
-    path = find_opencode()
-    if path is None:
-        import pytest
-
-        pytest.fail(
-            f"OpenCode {OPENCODE_VERSION} is not installed at {opencode_prefix()}.\n"
-            "Install it with `python tests/tools.py install` (`bash .ci/check` does this),\n"
-            f"i.e. `{' '.join(install_command())}`.",
-            pytrace=False,
-        )
-    return path
+    return OPENCODE.require()
 
 
-def install_opencode() -> Path:
-    """Install the pinned OpenCode unless it is already there; return its binary.
+def require_cn() -> Path:
+    return CONTINUE.require()
 
-    npm installs into a scratch directory that is renamed into place only once the
-    binary runs and reports the pinned version, so an interrupted install is never
-    mistaken for a finished one.
-    """
-    found = find_opencode()
-    if found is not None:
-        return found
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit(
-            f"npm is needed to install {OPENCODE_PACKAGE}@{OPENCODE_VERSION} (install Node.js)"
-        )
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    target = opencode_prefix()
-    print(f"== installing {OPENCODE_PACKAGE}@{OPENCODE_VERSION} into {target}", flush=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
-    scratch.chmod(0o755)
-    try:
-        cmd = [npm, *install_command(scratch)[1:]]
-        try:
-            done = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise SystemExit(f"`{' '.join(cmd)}` took over {INSTALL_TIMEOUT} s") from exc
-        if done.returncode != 0:
-            raise SystemExit(
-                f"`{' '.join(cmd)}` failed ({done.returncode}):\n{done.stderr[-3000:]}"
-            )
-        with tempfile.TemporaryDirectory() as home:
-            version = subprocess.run(
-                [str(_opencode_bin(scratch)), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-                env=opencode_home(Path(home)),
-            )
-        if version.stdout.strip() != OPENCODE_VERSION:
-            raise SystemExit(
-                f"installed opencode reports {version.stdout.strip()!r}, not "
-                f"{OPENCODE_VERSION}: {version.stderr[-2000:]}"
-            )
-        try:
-            scratch.rename(target)
-        except OSError:
-            if find_opencode() is None:  # not a concurrent install that won the race
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    path = find_opencode()
-    assert path is not None
-    return path
+
+def require_aider() -> Path:
+    return AIDER.require()
 
 
 # ---- running OpenCode hermetically ----
@@ -238,87 +312,6 @@ def write_opencode_config(
 # ---- the Continue CLI (npm) ----
 
 
-def continue_prefix() -> Path:
-    return cache_root() / f"continuedev-cli-{CONTINUE_VERSION}"
-
-
-def _cn_bin(prefix: Path) -> Path:
-    return prefix / "node_modules" / ".bin" / "cn"
-
-
-def continue_install_command(prefix: Path | None = None) -> list[str]:
-    return [
-        "npm",
-        "install",
-        "--prefix",
-        str(prefix or continue_prefix()),
-        "--no-audit",
-        "--no-fund",
-        "--no-update-notifier",
-        "--loglevel=error",
-        f"{CONTINUE_PACKAGE}@{CONTINUE_VERSION}",
-    ]
-
-
-def find_cn() -> Path | None:
-    path = _cn_bin(continue_prefix())
-    return path if os.access(path, os.X_OK) else None
-
-
-def require_cn() -> Path:
-    """The pinned Continue CLI; fails the calling test, saying how to install it."""
-    path = find_cn()
-    if path is None:
-        _fail_missing(
-            f"The Continue CLI {CONTINUE_VERSION} is not installed at {continue_prefix()}",
-            continue_install_command(),
-        )
-    assert path is not None
-    return path
-
-
-def install_cn() -> Path:
-    """Install the pinned Continue CLI unless it is there (scratch dir renamed into place)."""
-    found = find_cn()
-    if found is not None:
-        return found
-    npm = shutil.which("npm")
-    if npm is None:
-        raise SystemExit(f"npm is needed to install {CONTINUE_PACKAGE} (install Node.js)")
-    root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
-    target = continue_prefix()
-    print(f"== installing {CONTINUE_PACKAGE}@{CONTINUE_VERSION} into {target}", flush=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=root))
-    scratch.chmod(0o755)
-    try:
-        _run_install([npm, *continue_install_command(scratch)[1:]])
-        with tempfile.TemporaryDirectory() as home:
-            version = subprocess.run(
-                [str(_cn_bin(scratch)), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-                env=continue_home(Path(home)),
-            )
-        if version.stdout.strip() != CONTINUE_VERSION:
-            raise SystemExit(
-                f"installed cn reports {version.stdout.strip()!r}, not {CONTINUE_VERSION}: "
-                f"{version.stderr[-2000:]}"
-            )
-        try:
-            scratch.rename(target)
-        except OSError:
-            if find_cn() is None:
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    path = find_cn()
-    assert path is not None
-    return path
-
-
 def continue_home(home: Path) -> dict[str, str]:
     """The environment for one hermetic `cn` run in a fresh HOME.
 
@@ -346,84 +339,6 @@ def continue_home(home: Path) -> dict[str, str]:
 # ---- Aider (pip, its own venv) ----
 
 
-def aider_prefix() -> Path:
-    return cache_root() / f"{AIDER_PACKAGE}-{AIDER_VERSION}"
-
-
-def _aider_bin(prefix: Path) -> Path:
-    return prefix / "bin" / "aider"
-
-
-# A venv cannot be moved once made (its scripts name their interpreter by absolute path),
-# so it is built in place and this file marks it finished.
-_DONE_MARK = ".claude-tray-installed"
-
-
-def aider_install_command(prefix: Path | None = None) -> list[str]:
-    venv = prefix or aider_prefix()
-    return [
-        f"{sys.executable} -m venv {venv} &&",
-        f"{venv}/bin/python",
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        f"{AIDER_PACKAGE}=={AIDER_VERSION}",
-    ]
-
-
-def find_aider() -> Path | None:
-    prefix = aider_prefix()
-    path = _aider_bin(prefix)
-    if (prefix / _DONE_MARK).is_file() and os.access(path, os.X_OK):
-        return path
-    return None
-
-
-def require_aider() -> Path:
-    """The pinned aider; fails the calling test, saying how to install it."""
-    path = find_aider()
-    if path is None:
-        _fail_missing(
-            f"Aider {AIDER_VERSION} is not installed at {aider_prefix()}",
-            aider_install_command(),
-        )
-    assert path is not None
-    return path
-
-
-def install_aider() -> Path:
-    """Install the pinned aider into its own venv unless it is there already."""
-    found = find_aider()
-    if found is not None:
-        return found
-    prefix = aider_prefix()
-    print(f"== installing {AIDER_PACKAGE}=={AIDER_VERSION} into {prefix}", flush=True)
-    shutil.rmtree(prefix, ignore_errors=True)  # an interrupted earlier attempt
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    _run_install([sys.executable, "-m", "venv", str(prefix)])
-    _run_install(aider_install_command(prefix)[1:])
-    with tempfile.TemporaryDirectory() as home:
-        version = subprocess.run(
-            [str(_aider_bin(prefix)), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=aider_home(Path(home)),
-        )
-    if version.stdout.strip() != f"aider {AIDER_VERSION}":
-        raise SystemExit(
-            f"installed aider reports {version.stdout.strip()!r}, not {AIDER_VERSION}: "
-            f"{version.stderr[-2000:]}"
-        )
-    (prefix / _DONE_MARK).write_text(AIDER_VERSION + "\n")
-    path = find_aider()
-    assert path is not None
-    return path
-
-
 def aider_home(home: Path) -> dict[str, str]:
     """The environment for one hermetic aider run in a fresh HOME: no update check, and
     litellm's bundled model-price map instead of downloading it."""
@@ -444,91 +359,18 @@ def aider_home(home: Path) -> dict[str, str]:
     return env
 
 
-# ---- the LiteLLM proxy (pip, its own venv) ----
-
-
-def litellm_prefix() -> Path:
-    return cache_root() / f"litellm-proxy-{LITELLM_VERSION}"
-
-
-def _litellm_bin(prefix: Path) -> Path:
-    return prefix / "bin" / "litellm"
-
-
-def litellm_install_command(prefix: Path | None = None) -> list[str]:
-    venv = prefix or litellm_prefix()
-    return [
-        f"{sys.executable} -m venv {venv} &&",
-        f"{venv}/bin/python",
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        f"{LITELLM_PACKAGE}=={LITELLM_VERSION}",
-    ]
-
-
-def find_litellm() -> Path | None:
-    prefix = litellm_prefix()
-    path = _litellm_bin(prefix)
-    if (prefix / _DONE_MARK).is_file() and os.access(path, os.X_OK):
-        return path
-    return None
-
-
-def require_litellm() -> Path:
-    """The pinned `litellm` proxy command; fails the calling test, saying how to install it."""
-    path = find_litellm()
-    if path is None:
-        _fail_missing(
-            f"The LiteLLM proxy {LITELLM_VERSION} is not installed at {litellm_prefix()}",
-            litellm_install_command(),
-        )
-    assert path is not None
-    return path
-
-
-def install_litellm() -> Path:
-    """Install the pinned `litellm[proxy]` into its own venv unless it is there already."""
-    found = find_litellm()
-    if found is not None:
-        return found
-    prefix = litellm_prefix()
-    print(f"== installing {LITELLM_PACKAGE}=={LITELLM_VERSION} into {prefix}", flush=True)
-    shutil.rmtree(prefix, ignore_errors=True)  # an interrupted earlier attempt
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    _run_install([sys.executable, "-m", "venv", str(prefix)])
-    _run_install(litellm_install_command(prefix)[1:])
-    version = subprocess.run(
-        [
-            str(prefix / "bin" / "python"),
-            "-c",
-            "import importlib.metadata as m; print(m.version('litellm'))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if version.stdout.strip() != LITELLM_VERSION:
-        raise SystemExit(
-            f"installed litellm reports {version.stdout.strip()!r}, not {LITELLM_VERSION}: "
-            f"{version.stderr[-2000:]}"
-        )
-    (prefix / _DONE_MARK).write_text(LITELLM_VERSION + "\n")
-    path = find_litellm()
-    assert path is not None
-    return path
-
-
 # ---- shared ----
 
 
-def _run_install(cmd: list[str]) -> None:
+def _run_install(cmd: list[str], env: dict[str, str] | None = None) -> None:
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT, check=False
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT,
+            check=False,
+            env={**os.environ, **env} if env else None,
         )
     except subprocess.TimeoutExpired as exc:
         raise SystemExit(f"`{' '.join(cmd)}` took over {INSTALL_TIMEOUT} s") from exc
@@ -550,15 +392,8 @@ def main(argv: list[str]) -> int:
     if argv != ["install"]:
         print("usage: python tests/tools.py install", file=sys.stderr)
         return 2
-    install_opencode()
-    install_cn()
-    install_aider()
-    install_litellm()
-    # playwright-core for the dashboard's browser test (its Chromium is Debian's:
-    # .ci/install-browser.sh); tests/browser.py pins and installs it the same way.
-    from browser import install_playwright
-
-    install_playwright()
+    for tool in (OPENCODE, CONTINUE, AIDER, PLAYWRIGHT):
+        tool.install()
     return 0
 
 
