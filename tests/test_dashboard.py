@@ -336,7 +336,6 @@ async def _probe(
 
 
 # routes.REQUEST_ID is a plain string key; aiohttp 3.14 would have a web.RequestKey.
-@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 def test_the_page_is_for_this_machine_unless_the_key_comes_with_it(tmp_path: Path) -> None:
     far = {"X-Test-Peer": "203.0.113.9"}
     with_key = {**far, "x-api-key": "sekrit"}

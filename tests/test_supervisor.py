@@ -38,12 +38,6 @@ from tray_app.tray.menu import UsePort
 
 API_KEY = "sk-ctray-test-key-0123456789abcdef"
 
-# The proxy runs in this process here, so its warnings meet pytest's "error" filter. The
-# server stores the request id under a str key, which aiohttp 3.14 warns about once per
-# process (NotAppKeyWarning): the first request would fail. Reported; until the server
-# uses a web.RequestKey, ignore that one warning.
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 
 @pytest.fixture
 def env(upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -44,7 +44,7 @@ class Context:
 
 
 CONTEXT = web.AppKey("context", Context)
-REQUEST_ID = "request_id"
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class StreamTranslator(Protocol):
