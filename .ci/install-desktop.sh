@@ -17,6 +17,7 @@ packages=(
   libsecret-tools      # secret-tool: the tests check what really is in the keyring
   libnotify-bin        # notify-send (notifications degrade when no daemon runs)
   xclip                # "Copy ..." menu items on X11
+  desktop-file-utils   # desktop-file-validate: the .deb's menu and autostart entries
   pkg-config gcc libgirepository1.0-dev libcairo2-dev  # to build PyGObject and pycairo
   gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1     # pystray's gtk/appindicator backends
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import functools
 import logging
@@ -20,12 +19,14 @@ from tray_app.errors import ClaudeTrayError
 from tray_app.integrations import autostart
 from tray_app.integrations.keychain import Keychain, proxy_api_key
 from tray_app.logs import configure_logging
-from tray_app.server.app import serve
 from tray_app.settings import Settings, ensure_dirs, load_settings
-from tray_app.supervisor import Notice, Supervisor
-from tray_app.supervisor.instance import InstanceLock, hand_over
 
+# The server, the supervisor (which imports the server) and through them aiohttp and the
+# SDK (with mcp and pydantic), and asyncio itself, take about a second to import: they
+# are imported where they are used, so `--version`, `--help` and `configure` answer at once.
 if TYPE_CHECKING:
+    from tray_app.supervisor import Notice
+    from tray_app.supervisor.instance import InstanceLock
     from tray_app.tray.menu import ToolEntry
 
 log = logging.getLogger(__name__)
@@ -54,9 +55,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["configure"]:
-        return run_configure(argv[1:], dict(os.environ))
+        return run_configure(argv[1:], launch_environment())
     args = parse_args(argv)
-    env = dict(os.environ)
+    env = launch_environment()
     overrides = {
         "host": getattr(args, "host", None),
         "port": getattr(args, "port", None),
@@ -74,6 +75,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return run_headless(settings, env)
     return run_app(settings, env, overrides, tray=not args.headless and wants_tray(env))
+
+
+def launch_environment() -> dict[str, str]:
+    """The environment claude-tray was started with: settings are read from it and the
+    programs it starts (a terminal, xdg-open, the clipboard tools, the CLI) get it.
+
+    In the frozen app PyInstaller has by now pointed GTK's variables and LD_LIBRARY_PATH
+    into the bundle, for this process only; its runtime hook (packaging/
+    pyi_rth_claude_tray.py) kept the environment from before that."""
+    kept = getattr(sys, "_claude_tray_launch_env", None)
+    return dict(kept) if isinstance(kept, dict) else dict(os.environ)
 
 
 def run_configure(argv: list[str], env: dict[str, str]) -> int:
@@ -101,6 +113,8 @@ def run_app(
     settings: Settings, env: dict[str, str], overrides: Mapping[str, object], *, tray: bool
 ) -> int:
     """`claude-tray` with no command: one instance per user, in the tray or headless."""
+    from tray_app.supervisor.instance import InstanceLock, hand_over
+
     runtime_dir = settings.paths.runtime_dir
     lock = InstanceLock.acquire(runtime_dir)
     if lock is None:
@@ -126,6 +140,7 @@ def run_app(
 def run_tray(
     settings: Settings, env: dict[str, str], overrides: Mapping[str, object], lock: InstanceLock
 ) -> int:
+    from tray_app.supervisor import Notice, Supervisor
     from tray_app.tray.controller import STOP_TIMEOUT, Controller
     from tray_app.tray.icon import TrayIcon
     from tray_app.tray.menu import status_line
@@ -142,7 +157,7 @@ def run_tray(
         supervisor,
         settings.paths,
         env,
-        launch_command=autostart.launch_command(),
+        launch_command=autostart.launch_command(env=env),
         cli_path=settings.cli_path,
     )
 
@@ -177,6 +192,10 @@ def run_tray(
 def run_headless(
     settings: Settings, env: dict[str, str], *, on_url: Callable[[str], None] | None = None
 ) -> int:
+    import asyncio
+
+    from tray_app.server.app import serve
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -247,6 +266,7 @@ class ToolMenu:
 
     def _toggle(self, tool: str, configured: bool) -> None:
         from tray_app.integrations.configure import configure, undo
+        from tray_app.supervisor import Notice
 
         settings = self._settings()
         result = (

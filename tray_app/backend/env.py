@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 
 from tray_app.settings import Settings
@@ -28,4 +30,12 @@ def child_env(
         env["CLAUDE_CODE_MAX_RETRIES"] = str(settings.cli_max_retries)
     if max_tokens is not None:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(max_tokens)
+    if getattr(sys, "frozen", False):
+        # PyInstaller points GTK's variables (GTK_PATH, GI_TYPELIB_PATH, ...) into the
+        # bundle for this process only, and the SDK starts the CLI with os.environ under
+        # ours: each one the launch environment lacks or sets otherwise is put back, so
+        # the CLI and the commands an agent runs see the user's own environment.
+        for name, value in os.environ.items():
+            if name not in env and parent.get(name) != value:
+                env[name] = parent.get(name, "")
     return env

@@ -28,14 +28,39 @@ class RunKey(Protocol):
     def delete(self, name: str) -> None: ...
 
 
-def launch_command(argv0: str | None = None) -> list[str]:
-    """How to start this claude-tray again: the frozen app, the installed script, or python -m."""
-    if getattr(sys, "frozen", False):
-        return [sys.executable]
+def launch_command(
+    argv0: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    frozen: bool | None = None,
+    executable: str | None = None,
+) -> list[str]:
+    """How to start this claude-tray again: the AppImage file, the frozen app, the installed
+    script, or python -m. The keyword arguments stand in for this process's own state."""
+    env = os.environ if env is None else env
+    executable = sys.executable if executable is None else executable
+    if getattr(sys, "frozen", False) if frozen is None else frozen:
+        appimage = _appimage(env, executable)
+        # Inside an AppImage the executable lives in a mount that vanishes when the app
+        # exits (/tmp/.mount_*): only the .AppImage file itself starts it again.
+        return [appimage] if appimage else [executable]
     script = Path(argv0 if argv0 is not None else sys.argv[0])
     if script.name in (NAME, f"{NAME}.exe") and script.exists():
         return [str(script.resolve())]
     return [sys.executable, "-m", "tray_app"]
+
+
+def _appimage(env: Mapping[str, str], executable: str) -> str | None:
+    """The running AppImage's file, when this process is the app inside it.
+
+    The AppImage runtime sets APPIMAGE and APPDIR, and every child inherits them: a
+    claude-tray started from a terminal that an AppImage'd program opened sees another
+    app's APPIMAGE. Only trust it when our own executable is inside its APPDIR."""
+    appimage, appdir = env.get("APPIMAGE", ""), env.get("APPDIR", "")
+    if not (appimage and appdir and os.path.isabs(appimage) and os.path.isfile(appimage)):
+        return None
+    inside = os.path.commonpath([os.path.abspath(executable), os.path.abspath(appdir)])
+    return appimage if inside == os.path.abspath(appdir) else None
 
 
 def desktop_entry_path(env: Mapping[str, str]) -> Path:
@@ -103,6 +128,7 @@ def desktop_entry(command: Sequence[str]) -> str:
         "Type=Application\n"
         f"Name={NAME}\n"
         "Comment=Use your Claude sign-in from any coding tool\n"
+        f"TryExec={_desktop_string(command[0])}\n"
         f"Exec={_desktop_exec(command)}\n"
         f"Icon={NAME}\n"
         "Terminal=false\n"
@@ -126,6 +152,8 @@ def _desktop_entry_enabled(path: Path) -> bool:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     # The desktop turns an entry off with Hidden=true or the GNOME key, leaving the file.
+    # (A TryExec program that is gone also makes it skip the entry; that still reads as
+    # on here, so the menu shows the entry we wrote and unticking it removes it.)
     return (
         bool(values.get("Exec"))
         and values.get("Hidden", "false").lower() != "true"
@@ -133,9 +161,18 @@ def _desktop_entry_enabled(path: Path) -> bool:
     )
 
 
+def _desktop_string(value: str) -> str:
+    # Desktop Entry spec, "string" values: backslash, newline, tab and CR are escaped.
+    return (
+        value.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    )
+
+
 def _desktop_exec(command: Sequence[str]) -> str:
     # Desktop Entry spec: arguments with reserved characters are double-quoted, with
-    # `"`, backtick, `$` and backslash escaped inside; a literal % is written %%.
+    # `"`, backtick, `$` and backslash escaped inside; a literal % is written %%. Exec is
+    # also a string value, whose own escaping is undone first: every backslash of the
+    # quoted form is doubled (GLib refuses to read the whole key when a lone `\"` is left).
     def quote(arg: str) -> str:
         arg = arg.replace("%", "%%")
         if arg and not any(c in arg for c in " \t\n\"'\\><~|&;$*?#()`"):
@@ -143,7 +180,7 @@ def _desktop_exec(command: Sequence[str]) -> str:
         escaped = "".join("\\" + c if c in '"`$\\' else c for c in arg)
         return f'"{escaped}"'
 
-    return " ".join(quote(arg) for arg in command)
+    return _desktop_string(" ".join(quote(arg) for arg in command))
 
 
 def _windows_command_line(command: Sequence[str]) -> str:
