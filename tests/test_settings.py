@@ -96,6 +96,7 @@ def test_defaults_without_file_or_env(tmp_path: Path) -> None:
     assert settings.port == 3456
     assert settings.api_key is None
     assert settings.max_body_bytes == 32 * 1024 * 1024
+    assert (settings.max_json_depth, settings.max_messages) == (128, 10_000)
     assert settings.model_aliases == DEFAULT_MODEL_ALIASES
     assert settings.warnings == ()
     assert not settings.listens_beyond_loopback
@@ -143,7 +144,7 @@ def test_every_field_has_an_env_var(tmp_path: Path) -> None:
         "allowed_hosts", "allowed_origins", "model_aliases", "log_level",
         "pool_size", "pool_idle_timeout", "max_processes", "session_ttl_days",
         "on_extra_usage", "agent_mode", "agent_roots", "agent_mcp_config", "agent_activity",
-        "rate_limit_per_minute",
+        "rate_limit_per_minute", "max_json_depth", "max_messages",
     }  # fmt: skip
 
     for name, kind in fields.items():
@@ -276,6 +277,10 @@ def test_bad_value_in_file_names_file_and_key(
         ("CLAUDE_TRAY_UPSTREAM_URL", "ftp://x"),
         ("CLAUDE_TRAY_MODEL_ALIASES", "just-a-name"),
         ("CLAUDE_TRAY_MODEL_ALIASES", "{not json"),
+        ("CLAUDE_TRAY_MAX_JSON_DEPTH", "0"),
+        # Deeper than Python's recursion limit allows a body to be re-encoded.
+        ("CLAUDE_TRAY_MAX_JSON_DEPTH", "501"),
+        ("CLAUDE_TRAY_MAX_MESSAGES", "0"),
     ],
 )
 def test_bad_env_value_names_the_variable(tmp_path: Path, var: str, value: str) -> None:

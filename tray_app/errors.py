@@ -64,6 +64,17 @@ class PayloadTooLarge(ClaudeTrayError):
         self.limit = limit
 
 
+class UnsupportedMediaType(ClaudeTrayError):
+    """A request body labelled as something other than JSON (a web page's form post)."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            f"The request body is labelled {content_type!r}; send JSON with the header "
+            "'Content-Type: application/json'."
+        )
+        self.content_type = content_type
+
+
 class Busy(ClaudeTrayError):
     """Every turn slot and queue place is taken."""
 

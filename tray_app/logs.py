@@ -36,8 +36,15 @@ _SECRET_FIELD = re.compile(
 )
 
 
+# Control characters in a message become visible escapes, so text a client sent (a
+# model name, a header) cannot start a forged log line or hide one; tracebacks keep
+# their own line breaks.
+_ONE_LINE = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F) if c != 0x09}
+
+
 class RedactingFilter(logging.Filter):
-    """Replace known secrets and anything that looks like a key or token with [redacted].
+    """Replace known secrets and anything that looks like a key or token with [redacted],
+    and keep each message on one line.
 
     Also gives every record a `request_id` ("-" when the code logging it had none), so one
     format string serves request and non-request lines.
@@ -65,7 +72,7 @@ class RedactingFilter(logging.Filter):
             message = f"{record.msg} (arguments that did not format: {record.args!r})"
         # Format now and drop the args: a secret inside an argument is only visible after
         # formatting, and logging's own error report would print the raw args.
-        record.msg = self.redact(message)
+        record.msg = self.redact(message).translate(_ONE_LINE)
         record.args = None
         if record.exc_info and not record.exc_text:
             # Formatter.format uses a pre-filled exc_text instead of formatting the traceback.

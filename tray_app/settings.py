@@ -138,6 +138,13 @@ class Settings:
     keepalive_interval: float = 15.0
     cli_max_retries: int = 2
     max_body_bytes: int = 32 * 1024 * 1024
+    # How deeply a request's JSON may nest ([ and { levels). Deep MCP tool schemas stay
+    # well inside 128 (serde_json's default), and it is far below where parsing or
+    # re-encoding the body would run out of Python stack.
+    max_json_depth: int = 128
+    # Messages (Responses API: input items) in one request. Long coding-agent sessions
+    # (OpenCode, aider) send 1000+; the limit bounds the work one request can make.
+    max_messages: int = 10_000
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     # hash=False: a mapping proxy is unhashable and Settings should stay hashable.
@@ -457,7 +464,9 @@ def _describe(kind: object) -> str:
 
 # ---- ranges ----
 
-_AT_LEAST_ONE = ("max_concurrent", "max_body_bytes", "max_processes")
+_AT_LEAST_ONE = ("max_concurrent", "max_body_bytes", "max_processes", "max_messages")
+# Deeper than this and Python's own recursion limit (1000 frames) is close.
+MAX_JSON_DEPTH_CAP = 500
 _AT_LEAST_ZERO = ("max_queue", "cli_max_retries", "pool_size", "rate_limit_per_minute")
 EXTRA_USAGE_POLICIES = ("pause", "warn", "allow")
 AGENT_ACTIVITY = ("show", "hide")
@@ -477,6 +486,9 @@ def _check_range(name: str, value: object, source: str) -> None:
         problem = "must be between 0 and 65535"
     elif name in _AT_LEAST_ONE and isinstance(value, int) and value < 1:
         problem = "must be at least 1"
+    elif name == "max_json_depth" and isinstance(value, int):
+        if not 1 <= value <= MAX_JSON_DEPTH_CAP:
+            problem = f"must be between 1 and {MAX_JSON_DEPTH_CAP}"
     elif name in _AT_LEAST_ZERO and isinstance(value, int) and value < 0:
         problem = "must not be negative"
     elif name in _POSITIVE_SECONDS and isinstance(value, float):

@@ -91,6 +91,9 @@ class ProcessPool:
         self._lending += 1
         try:
             process = await self._start(spec, resume)
+        except Exception:
+            self._forget(spec)
+            raise
         finally:
             self._lending -= 1
         self._lent.add(process)
@@ -146,6 +149,12 @@ class ProcessPool:
         while len(self._recent) > max(self.size, 1):
             self._recent.popitem(last=False)
 
+    def _forget(self, spec: Spec) -> None:
+        """A spec whose process would not start (a schema the CLI refuses, a missing CLI)
+        is not kept warm: every refill would start, and lose, another process for it.
+        The next request with that spec remembers it again."""
+        self._recent.pop(spec.key, None)
+
     def _wanted(self) -> dict[str, int]:
         """How many warm processes each recent spec should have (newest first)."""
         specs = list(reversed(self._recent))
@@ -174,6 +183,7 @@ class ProcessPool:
             process = await self._start(spec, None)
         except Exception as exc:
             log.warning("could not start a warm CLI process: %s", exc)
+            self._forget(spec)
             return
         finally:
             self._starting[spec.key] -= 1

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from claude_agent_sdk import (
@@ -28,13 +30,14 @@ from claude_agent_sdk import (
     CLINotFoundError,
     HookMatcher,
 )
+from claude_agent_sdk.types import SystemPromptFile
 
 from tray_app import __version__
 from tray_app.backend.agent import AgentSpec, path_guard
 from tray_app.backend.client_tools import ToolBridge
 from tray_app.backend.env import child_env
 from tray_app.backend.transcript import user_line
-from tray_app.errors import CliFailed, CliUnavailable
+from tray_app.errors import ClaudeTrayError, CliFailed, CliUnavailable
 from tray_app.protocol.model import Effort, Part, ToolResultPart, ToolSpec
 from tray_app.settings import Settings
 
@@ -44,6 +47,25 @@ STDERR_LINES = 50
 _KILL_WAIT = 0.5
 # A client tool call waits for the client's next request; the CLI must not give up first.
 _TOOL_WAIT_MS = 24 * 3600 * 1000
+# The SDK passes the system prompt and the output schema as single command-line
+# arguments. Linux refuses one argument over 128 KiB (MAX_ARG_STRLEN: the spawn fails
+# with E2BIG, "Argument list too long") and Windows a whole command line over 32,767
+# characters. A system prompt above this size goes through a file instead
+# (--system-prompt-file); a schema has no such door, so a larger one is refused.
+ARGUMENT_MAX = 16 * 1024
+SCHEMA_MAX = 30_000 if os.name == "nt" else 128 * 1024 - 1
+# What the CLI (2.1.330) prints to stderr, exiting 1 at start, for a schema it refuses;
+# it has no other way of saying so.
+_SCHEMA_REFUSED = "--json-schema"
+
+
+class SchemaRejected(ClaudeTrayError):
+    """The structured-output JSON schema cannot be used (the CLI refused it, or it is too
+    large to hand to the CLI); `reason` says why. The caller names its own field."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The JSON schema for structured output cannot be used: {reason}")
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +139,8 @@ class CliProcess:
         self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
         self._client = client
         self._disconnecting: asyncio.Future[None] | None = None
+        # Files that live as long as the process (a system prompt too large for argv).
+        self.files: list[Path] = []
         # One iterator for the process's life: the CLI's lines across every turn.
         self.lines: AsyncIterator[dict[str, Any]] = client._query.receive_messages()  # type: ignore[union-attr]  # noqa: SLF001 - the SDK's parsed messages drop fields we need
 
@@ -146,6 +170,7 @@ class CliProcess:
         # Only now: an answered call must not reach a CLI that could still act on it.
         self.bridge.abandon("The conversation ended before the client sent this result.")
         await self._disconnect()
+        _remove(self.files)
 
     async def close(self) -> None:
         """Close stdin and let the CLI flush its transcript and exit (bounded).
@@ -159,6 +184,7 @@ class CliProcess:
             return
         self.state = "dead"
         await self._disconnect()
+        _remove(self.files)
 
     async def _disconnect(self) -> None:
         # Shutdown and a failing turn may both end a process; the SDK's close is not
@@ -202,8 +228,22 @@ async def start(
     resume: str | None = None,
 ) -> CliProcess:
     """Start a CLI process for `spec`, new (its own session id) or resuming `resume`."""
+    schema_json = None if spec.output_schema is None else json.dumps(spec.output_schema)
+    if schema_json is not None and len(schema_json.encode()) > SCHEMA_MAX:
+        raise SchemaRejected(
+            f"it is {len(schema_json.encode())} bytes of JSON, and the Claude Code CLI takes "
+            f"at most {SCHEMA_MAX} bytes (it is passed on the command line)."
+        )
     bridge = ToolBridge(spec.tools)
     session_id = resume or str(uuid.uuid4())
+    files: list[Path] = []
+    system: str | SystemPromptFile | None = spec.system
+    if spec.system is not None and len(spec.system.encode()) > ARGUMENT_MAX:
+        prompt_file = await asyncio.to_thread(
+            _private_file, settings.paths.data_dir / "prompts", spec.system
+        )
+        files.append(prompt_file)
+        system = {"type": "file", "path": str(prompt_file)}
     stderr: deque[str] = deque(maxlen=STDERR_LINES)
     env = child_env(settings, parent_env, max_tokens=spec.max_tokens)
     # Without this the CLI hides MCP tools behind its ToolSearch tool (DESIGN.md §2).
@@ -234,7 +274,7 @@ async def start(
         fallback_model=spec.fallback_model,
         include_partial_messages=True,
         model=spec.model,
-        system_prompt=spec.system,
+        system_prompt=system,
         effort=spec.effort,
         thinking=_thinking(spec.thinking_budget),
         output_format=(
@@ -257,20 +297,26 @@ async def start(
     try:
         await client.connect()
     except (CLINotFoundError, FileNotFoundError, PermissionError) as exc:
-        await _discard(client)
+        await _discard(client, files)
         raise CliUnavailable(cli_path, str(exc) or type(exc).__name__) from exc
     except CLIConnectionError as exc:
-        await _discard(client)
+        await _discard(client, files)
         raise CliUnavailable(cli_path, f"{exc}; {' '.join(stderr)[-300:]}") from exc
     except ClaudeSDKError as exc:
         # The process died while starting (killed, crashed): the turn cannot run.
-        await _discard(client)
+        await _discard(client, files)
+        refusal = next((line for line in stderr if _SCHEMA_REFUSED in line), None)
+        if spec.output_schema is not None and refusal is not None:
+            # Matched on the CLI's words because that is all it gives: exit code 1 and
+            # "Error: --json-schema is not a valid JSON Schema: <why>" on stderr.
+            raise SchemaRejected(refusal.removeprefix("Error: ").strip()) from exc
         raise CliFailed(getattr(exc, "exit_code", None), "\n".join(stderr)) from exc
     except BaseException:
-        await _discard(client)
+        await _discard(client, files)
         raise
     process = CliProcess(client, spec, session_id, bridge)
     process.stderr = stderr
+    process.files = files
     return process
 
 
@@ -296,7 +342,7 @@ def _thinking(budget: int | None) -> Any:
     return {"type": "enabled", "budget_tokens": budget}
 
 
-async def _discard(client: ClaudeSDKClient) -> None:
+async def _discard(client: ClaudeSDKClient, files: list[Path]) -> None:
     proc = _process(client)
     if proc is not None and proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
@@ -306,6 +352,24 @@ async def _discard(client: ClaudeSDKClient) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
             await client.disconnect()
+    _remove(files)
+
+
+def _private_file(folder: Path, text: str) -> Path:
+    """`text` in a new file only the user can read (a system prompt may be private)."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"system-{uuid.uuid4().hex}.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return path
+
+
+def _remove(files: list[Path]) -> None:
+    for path in files:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    files.clear()
 
 
 async def _one(line: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -26,7 +26,7 @@ from claude_agent_sdk import ClaudeSDKError, project_key_for_directory
 from tray_app.backend import agent as agent_rules
 from tray_app.backend import pool as pool_mod
 from tray_app.backend.client_tools import PREFIX, client_name
-from tray_app.backend.process import CliProcess, Spec, start
+from tray_app.backend.process import CliProcess, SchemaRejected, Spec, start
 from tray_app.backend.quota import Quota
 from tray_app.backend.store import (
     SessionRecord,
@@ -42,6 +42,7 @@ from tray_app.errors import (
     CliFailed,
     ExtraUsagePaused,
     ExtraUsageRequired,
+    InvalidRequest,
     NotFound,
     NotSignedIn,
     ShuttingDown,
@@ -52,6 +53,7 @@ from tray_app.protocol import fingerprint
 from tray_app.protocol.cli_events import CliStream, with_index
 from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
+    Api,
     BlockStarted,
     BlockStopped,
     CliEvent,
@@ -61,6 +63,7 @@ from tray_app.protocol.model import (
     MessageStarted,
     Part,
     RateLimitReported,
+    SessionStarted,
     TextDelta,
     TextPart,
     ThinkingDelta,
@@ -88,12 +91,35 @@ CONTINUE_PROMPT = "Continue with the tool results above."
 BUDGET_STOP = "error_max_budget_usd"
 # The tool the CLI adds for structured output (--json-schema); its input is the answer.
 STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
+# Where each API carries the structured-output schema, to name it when it is refused.
+SCHEMA_FIELDS: dict[Api, str] = {
+    "openai": "response_format.json_schema.schema",
+    "responses": "text.format.schema",
+    "anthropic": "output_format.schema",
+}
+
+
+class AnswerRestarted(ClaudeTrayError):
+    """A model call broke off after part of its answer was streamed to the client, and
+    the CLI asked the model again (see _Restarts)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Anthropic broke off this answer after part of it was sent (overloaded, or the "
+            "connection was cut), and the answer the model gave when asked again does not "
+            "continue it. What arrived so far is incomplete; send the request again."
+        )
 
 
 def bundled_cli() -> str:
+    """The `claude` binary inside the SDK wheel (also where the frozen app keeps it)."""
+    import sys
+
     import claude_agent_sdk
 
-    return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude")
+    # The Windows wheel ships `claude.exe`; CreateProcess will not run the bare name.
+    name = "claude.exe" if sys.platform == "win32" else "claude"
+    return str(Path(claude_agent_sdk.__file__).parent / "_bundled" / name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +276,13 @@ class TurnRunner:
         outcome = "failed"
         try:
             started = time.monotonic()
-            plan = await self._plan(turn, model, caller.client)
+            try:
+                plan = await self._plan(turn, model, caller.client)
+            except SchemaRejected as exc:
+                where = SCHEMA_FIELDS[turn.api]
+                raise InvalidRequest(
+                    f"The JSON schema in '{where}' was refused: {exc.reason}", param=where
+                ) from exc
             log.info(
                 "[%s] %s (session %s) ready in %.0f ms",
                 caller.request_id,
@@ -462,11 +494,19 @@ class TurnRunner:
             structured=process.spec.output_schema is not None,
             activity=self._settings.agent_activity == "show",
         )
+        restarts = _Restarts(streaming=turn.stream)
         while True:
             line = await self._next(process, deadline)
             if line is None:
                 raise CliFailed(process.exit_code, "\n".join(process.stderr))
-            for event in (e for raw in stream.feed(line) for e in shown.filter(raw)):
+            restarts.note(line)
+            events = (
+                shown_event
+                for raw in stream.feed(line)
+                for kept in restarts.feed(raw)
+                for shown_event in shown.filter(kept)
+            )
+            for event in events:
                 if isinstance(event, ErrorReported):
                     reported = event
                     continue
@@ -715,6 +755,97 @@ class _UsageSum:
     def total(self) -> Usage | None:
         self._close()
         return self._done if self._done != Usage() else None
+
+
+class _Restarts:
+    """Model calls the CLI asks again after part of their answer was already out.
+
+    When a call breaks off mid-stream (Anthropic's `overloaded_error` sent as an SSE
+    event, a cut connection) the CLI asks again without streaming and the new answer
+    arrives whole, in an `assistant` line. When it continues what was streamed, CliStream
+    adds the missing tail. When it does not, the blocks of the broken call were passed
+    on already, and the new answer would be glued to them ("one" + "echo: go"). What
+    is done about that, by kind of client:
+
+    - streaming: the client has shown the broken blocks and cannot take them back, so
+      its answer ends with an error event (AnswerRestarted) in its own API's shape,
+      instead of going on with a second answer it would show as part of the first;
+    - non-streaming: the client has seen nothing yet. Each call's events are held until
+      the call finishes, and a broken call's are dropped, so it gets the retry's whole
+      answer and nothing of the abandoned one (whose usage is not counted either).
+    """
+
+    def __init__(self, *, streaming: bool) -> None:
+        self._streaming = streaming
+        self._open = False  # a model call started and has not sent its message_delta
+        self._blocks: dict[int, tuple[str, list[str]]] = {}  # its blocks: kind, text so far
+        self._streamed: set[str] = set()  # ids of the messages that were streamed
+        self._restarted = False  # the CLI answered the open call anew, not continuing it
+        self._held: list[CliEvent] = []
+
+    def note(self, line: dict[str, Any]) -> None:
+        """See each raw CLI line before CliStream does: a retry's whole answer comes as
+        an `assistant` line for a message that was never streamed."""
+        message = line.get("message")
+        if (
+            line.get("type") != "assistant"
+            or line.get("parent_tool_use_id")
+            or not self._open
+            or not self._blocks
+            or not isinstance(message, dict)
+            or message.get("model") == "<synthetic>"
+            or message.get("id") in self._streamed
+        ):
+            return
+        self._restarted = not _continues(list(self._blocks.values()), message.get("content"))
+
+    def feed(self, event: CliEvent) -> list[CliEvent]:
+        if isinstance(event, MessageStarted):
+            out: list[CliEvent] = []
+            if self._restarted:
+                if self._streaming:
+                    raise AnswerRestarted
+                log.info("a model call broke off and was answered anew; its partial answer dropped")
+            else:
+                out = self._held
+            self._held, self._restarted = [], False
+            self._open, self._blocks = True, {}
+            self._streamed.add(event.message_id)
+            return [*out, *self._pass(event)]
+        if isinstance(event, MessageDelta | TurnCompleted):
+            if isinstance(event, MessageDelta):
+                self._open, self._blocks = False, {}
+            out, self._held = [*self._held, event], []
+            return out
+        if self._open:
+            if isinstance(event, BlockStarted):
+                self._blocks[event.index] = (event.kind, [])
+            elif isinstance(event, TextDelta) and event.index in self._blocks:
+                self._blocks[event.index][1].append(event.text)
+            elif isinstance(event, ThinkingDelta) and event.index in self._blocks:
+                self._blocks[event.index][1].append(event.thinking)
+        return self._pass(event)
+
+    def _pass(self, event: CliEvent) -> list[CliEvent]:
+        answer_part = not isinstance(
+            event, ErrorReported | RateLimitReported | SessionStarted | ToolFinished
+        )
+        if self._streaming or not self._open or not answer_part:
+            return [event]
+        self._held.append(event)
+        return []
+
+
+def _continues(streamed: list[tuple[str, list[str]]], content: Any) -> bool:
+    """Whether a retry's blocks continue what was streamed of the broken call, block by
+    block (the rule CliStream completes a cut answer by); a tool call never does."""
+    rest = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+    for kind, pieces in streamed:
+        first = rest.pop(0) if rest and rest[0].get("type") == kind else {}
+        full = first.get(kind) if kind in ("text", "thinking") else None
+        if not isinstance(full, str) or not full.startswith("".join(pieces)):
+            return False
+    return True
 
 
 class _Shown:

@@ -39,6 +39,11 @@ _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A tool type we only name in logs and the X-Claude-Tray-Ignored header: nothing else.
 _TOOL_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 SESSION_ID_MAX = 256
+# What no header value, log line or command-line argument may carry: control characters
+# (aiohttp refuses to write CR/LF into a header and drops the connection; others break
+# clients' header parsers) and lone surrogates (no UTF-8 encoding exists for them; a
+# header of bytes that were not UTF-8 arrives as such, by surrogateescape).
+_UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def field_of(
@@ -193,11 +198,142 @@ def output_schema(value: Any, where: str) -> dict[str, Any]:
 def session_fields(body: dict[str, Any]) -> tuple[str | None, bool]:
     """`session_id` and `ephemeral`: claude-tray's own body fields (sent via extra_body)."""
     session_id = field_of(body, "session_id", str) or None
-    if session_id is not None and len(session_id) > SESSION_ID_MAX:
-        raise InvalidRequest(
-            f"'session_id' is longer than {SESSION_ID_MAX} characters.", param="session_id"
-        )
+    if session_id is not None:
+        session_id = session_id_value(session_id, "session_id")
     return session_id, bool(field_of(body, "ephemeral", bool))
+
+
+def session_id_value(value: str, param: str) -> str:
+    """A client's session id (body field or header `param`): it comes back in the
+    X-Session-Id response header, so it must be plain text of bounded length."""
+    if len(value) > SESSION_ID_MAX:
+        raise InvalidRequest(f"'{param}' is longer than {SESSION_ID_MAX} characters.", param=param)
+    return plain_text(value, param)
+
+
+def plain_text(value: str, param: str) -> str:
+    """`value` when it has no control character and no invalid byte, else a 400 naming
+    `param`; for text that ends up in a header, a log line or the CLI's command line."""
+    if _UNSAFE_TEXT.search(value):
+        raise InvalidRequest(
+            f"'{param}' must be plain text, without control characters (line breaks, tabs, "
+            f"NUL) or bytes that are not UTF-8; got {value[:80]!r}.",
+            param=param,
+        )
+    return value
+
+
+# Where the system prompt came from, per API (the CLI gets it as one argument).
+_SYSTEM_PARAM = {"anthropic": "system", "openai": "messages", "responses": "instructions"}
+
+
+def check_command_line_text(turn: Turn) -> None:
+    """Refuse a turn whose text would reach the CLI's command line with a NUL in it.
+
+    The system prompt, the fallback model and agent-mode names become arguments of the
+    `claude` process; an argument cannot hold a NUL (the operating system ends it
+    there; Python refuses to start the process at all), so the request is at fault.
+    """
+    if turn.system is not None and "\x00" in turn.system:
+        param = _SYSTEM_PARAM.get(turn.api, "system")
+        raise InvalidRequest(
+            f"The system prompt ('{param}') contains a NUL character, which cannot be "
+            "passed to Claude Code; remove it.",
+            param=param,
+        )
+    if turn.fallback_model is not None:
+        plain_text(turn.fallback_model, "fallback_model")
+    agent = turn.agent
+    if agent is None:
+        return
+    named: list[tuple[str, str | None]] = [
+        ("working_directory", agent.working_directory),
+        ("permission_mode", agent.permission_mode),
+        ("agent", agent.agent),
+    ]
+    for key, values in (
+        ("tools", agent.tools or ()),
+        ("allowed_tools", agent.allowed_tools),
+        ("disallowed_tools", agent.disallowed_tools),
+        ("mcp_config", agent.mcp_servers),
+    ):
+        named.extend((key, v) for v in values)
+    for key, value in named:
+        if value is not None and "\x00" in value:
+            raise InvalidRequest(f"'{key}' contains a NUL character.", param=key)
+
+
+# ---- limits on a request body as a whole ----
+
+# A JSON string (escapes included), so the brackets inside strings are not counted.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Keep only the brackets, both kinds written as one pair of bytes.
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{]}")
+
+
+def json_too_deep(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text `raw` nests more than `limit` levels of [ and {.
+
+    Checked on the bytes before parsing, without recursion (json.loads recurses once
+    per level and would raise RecursionError): with strings blanked out and everything
+    but brackets dropped, each pass of removing the innermost "()" pairs lowers the
+    deepest nesting by exactly one, and every pass runs at C speed.
+    """
+    brackets = _JSON_STRING.sub(b'""', raw).translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if b"()" not in brackets:
+            return False
+        brackets = brackets.replace(b"()", b"")
+    # Pairs left after `limit` passes sit deeper than `limit`. (Unbalanced brackets
+    # without pairs are not deep, just invalid: json.loads says so.)
+    return b"()" in brackets
+
+
+def count_messages(body: Any, limit: int) -> None:
+    """Refuse more than `limit` messages: `messages` (Chat, Messages, count_tokens) or
+    `input` items (Responses)."""
+    if not isinstance(body, dict):
+        return
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if isinstance(items, list) and len(items) > limit:
+            raise InvalidRequest(
+                f"'{key}' holds {len(items)} items, more than the limit of {limit} "
+                "(setting max_messages).",
+                param=key,
+            )
+
+
+def unencodable_text(value: Any) -> str | None:
+    """The path to the first string (or object key) in a parsed JSON document that has
+    no UTF-8 form (a lone surrogate from an escape like \\ud800), else None.
+
+    Such text cannot be stored, logged or sent on, so the request is refused up front.
+    Walks with an explicit stack: the document may be as deep as max_json_depth.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                return path or "body"
+        elif isinstance(item, dict):
+            for key, child in reversed(list(item.items())):
+                if _has_surrogate(key):
+                    return f"{path or 'body'} (an object key)"
+                stack.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def split_conversation(

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tray_app.errors import ModelNotFound
+from tray_app.protocol.common import plain_text
 
 # The CLI resolves these aliases itself to the newest model of each family.
 FAMILIES = ("opus", "sonnet", "haiku")
@@ -22,9 +23,11 @@ def resolve_model(requested: str, aliases: Mapping[str, str]) -> str:
     """The model name handed to the CLI, or ModelNotFound.
 
     Families and `claude-*` ids pass through; other names must be in the alias map.
-    Prefixes that routers add (`anthropic/`, `claude-tray/`) are dropped first.
+    Surrounding whitespace and prefixes that routers add (`anthropic/`, `claude-tray/`)
+    are dropped first. The name becomes a CLI argument and comes back in the
+    X-Claude-Tray-Model header, so a control character inside it is a 400.
     """
-    name = requested.strip()
+    name = plain_text(requested.strip(), "model")
     for prefix in ("anthropic/", "claude-tray/", "openai/"):
         if name.startswith(prefix):
             name = name[len(prefix) :]

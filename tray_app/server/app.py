@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,9 +27,10 @@ from tray_app.errors import (
     PayloadTooLarge,
     RateLimited,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from tray_app.integrations.signin import SignInStatus, read_signin_status
-from tray_app.server import dashboard, routes
+from tray_app.server import dashboard, openapi, routes
 from tray_app.server.errors import classify, error_body
 from tray_app.settings import Settings
 
@@ -39,7 +41,7 @@ _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def is_loopback(host: str) -> bool:
-    name = host.strip("[]").lower()
+    name = host.strip("[]").lower().rstrip(".")  # "localhost." is the same name
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
@@ -48,10 +50,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# A client's own request id is kept when it is plain visible ASCII: it is echoed in a
+# response header and starts every log line of the request.
+_CLIENT_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,100}")
+
+
 @web.middleware
 async def request_id_mw(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id") or f"req_{uuid.uuid4().hex[:20]}"
-    request[routes.REQUEST_ID] = rid[:100]
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_{uuid.uuid4().hex[:20]}"
+    request[routes.REQUEST_ID] = rid
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = request[routes.REQUEST_ID]
@@ -102,48 +110,165 @@ async def errors_mw(request: web.Request, handler: Handler) -> web.StreamRespons
     )
 
 
+def _is_json_type(content_type: str) -> bool:
+    """application/json or application/*+json: types a web page cannot send to another
+    origin without a CORS preflight."""
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _normal_origin(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
+def _presented_keys(request: web.Request) -> list[bytes]:
+    """What the caller offers as the API key: `x-api-key` and a Bearer token (some
+    clients send both; either may carry it). Bytes that were not UTF-8 arrive as
+    surrogate escapes and go back to those bytes, so they compare (unequal), not crash."""
+    given = [request.headers.get("x-api-key", "")]
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        given.append(auth[7:].strip())
+    return [g.encode("utf-8", "surrogateescape") for g in given if g]
+
+
 def guard_mw(settings: Settings) -> Middleware:
-    """Host and Origin checks (DNS rebinding, cross-site pages) and the proxy's API key."""
-    allowed_hosts = {h.lower() for h in settings.allowed_hosts}
-    allowed_origins = {o.rstrip("/").lower() for o in settings.allowed_origins}
+    """Host, Origin and Sec-Fetch-Site checks (DNS rebinding, other web pages), CORS
+    preflights, the proxy's API key, and JSON-only request bodies."""
+    allowed_hosts = {h.lower().rstrip(".") for h in settings.allowed_hosts}
+    allowed_origins = {_normal_origin(o) for o in settings.allowed_origins}
     open_network = settings.listens_beyond_loopback
     key = (settings.api_key or "").encode()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = (request.headers.get("Host") or "").lower()
-        hostname = urlsplit(f"//{host}").hostname or ""
+        hostname = (urlsplit(f"//{host}").hostname or "").rstrip(".")
         if not open_network and not (is_loopback(hostname) or hostname in allowed_hosts):
             raise Forbidden(
-                f"Host '{host}' is not allowed. claude-tray answers loopback names; "
+                f"Host {host!r} is not allowed. claude-tray answers loopback names; "
                 "add other names to the allowed_hosts setting."
             )
         origin = request.headers.get("Origin")
-        if origin and origin != "null":
-            origin_host = urlsplit(origin).hostname or ""
-            if not is_loopback(origin_host) and origin.rstrip("/").lower() not in allowed_origins:
+        listed = origin is not None and _normal_origin(origin) in allowed_origins
+        if origin is not None and not listed and not _own_or_loopback(origin, host):
+            # "null" too: sandboxed iframes and file: pages send it, and any site can
+            # make one of those.
+            raise Forbidden(
+                f"Requests from the web page at {origin!r} are refused; add it to "
+                "the allowed_origins setting to allow it."
+            )
+        # A browser names the relation outright. Another port on this machine is the
+        # "same-site", which is still another page (a dev server, a notebook's output).
+        site = request.headers.get("Sec-Fetch-Site", "").lower()
+        if site in ("cross-site", "same-site") and not listed and not dashboard.is_page(request):
+            raise Forbidden(
+                f"Requests from other web pages ({site}, origin {origin or 'not sent'!r}) "
+                "are refused; add the page's origin to the allowed_origins setting."
+            )
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            # A CORS preflight carries no credentials; only allow-listed pages pass.
+            if not listed:
                 raise Forbidden(
-                    f"Requests from the web page at {origin} are refused; add it to "
-                    "the allowed_origins setting to allow it."
+                    f"Cross-origin requests from {origin or 'a page'!r} are refused; add "
+                    "the page's origin to the allowed_origins setting to allow them."
                 )
+            return web.Response(status=204, headers=_preflight_headers(request))
         if (
             key
             and not (request.path == "/health" and not open_network)
             and not dashboard.is_page(request)  # files only; the page sends the key for data
             and request.method != "OPTIONS"
         ):
-            given = request.headers.get("x-api-key") or ""
-            auth = request.headers.get("Authorization") or ""
-            if not given and auth[:7].lower() == "bearer ":
-                given = auth[7:].strip()
-            if not hmac.compare_digest(given.encode(), key):
+            # Every candidate is compared, each in constant time, so the answer's timing
+            # says nothing about the key.
+            matched = False
+            for given in _presented_keys(request):
+                matched |= hmac.compare_digest(given, key)
+            if not matched:
                 raise Unauthorized(
                     "A valid claude-tray API key is required: send it as "
                     "'x-api-key' or 'Authorization: Bearer <key>'."
                 )
+        if request.method == "POST":
+            # text/plain, form and multipart bodies are what a page may send without a
+            # preflight. No type at all is a script (curl --data-binary, requests' data=);
+            # a browser always sends an Origin with a POST, so from one it is refused.
+            content_type = request.headers.get("Content-Type")
+            if content_type is None:
+                if origin is not None and not listed:
+                    raise UnsupportedMediaType("(none)")
+            elif not _is_json_type(content_type):
+                raise UnsupportedMediaType(content_type)
         return await handler(request)
 
     return guard
+
+
+def _own_or_loopback(origin: str, host: str) -> bool:
+    """A page served by this proxy itself (its origin is the Host asked for), or one
+    from a loopback address (the tray's own tools; non-browser clients that set it)."""
+    if origin == "null":
+        return False
+    parts = urlsplit(origin.strip())
+    if parts.netloc.lower() == host:
+        return True
+    return is_loopback(parts.hostname or "")
+
+
+_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+# What a page may read from an answer besides the CORS-safelisted headers.
+_EXPOSE_HEADERS = ", ".join(
+    (
+        "X-Request-Id",
+        "request-id",
+        "X-Session-Id",
+        "X-Claude-Tray-Model",
+        "X-Claude-Tray-Warning",
+        "X-Claude-Tray-Ignored",
+        "X-Claude-Tray-Estimate",
+        "Retry-After",
+    )
+)
+_HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+
+
+def _preflight_headers(request: web.Request) -> dict[str, str]:
+    # The page is allow-listed, so the headers it asks for (SDKs add their own
+    # x-stainless-*, anthropic-* ones) are allowed, as long as they are header names.
+    asked = request.headers.get("Access-Control-Request-Headers", "").strip()
+    headers = {
+        "Access-Control-Allow-Methods": _ALLOW_METHODS,
+        "Access-Control-Max-Age": "600",
+    }
+    if asked and _HEADER_LIST.fullmatch(asked):
+        headers["Access-Control-Allow-Headers"] = asked
+    return headers
+
+
+def cors_headers(
+    settings: Settings,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Add CORS headers to every answer (errors and streams too) for an allow-listed
+    Origin, naming that origin: never `*`, and nothing for any other page."""
+    allowed_origins = {_normal_origin(o) for o in settings.allowed_origins}
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if not allowed_origins:
+            return
+        origin = request.headers.get("Origin")
+        # The answer depends on the Origin, so caches must keep them apart.
+        vary = response.headers.get("Vary")
+        if "origin" not in (vary or "").lower():
+            response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
+        if origin is None or _normal_origin(origin) not in allowed_origins:
+            return
+        response.headers["Access-Control-Allow-Origin"] = origin.strip()
+        response.headers["Access-Control-Expose-Headers"] = _EXPOSE_HEADERS
+
+    return on_prepare
 
 
 # The routes that start a turn (and cost the user); everything else is never limited.
@@ -183,7 +308,8 @@ def _client_key(request: web.Request) -> str:
     )
     if key:
         # Never the key itself in memory longer than needed: a digest tells clients apart.
-        return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        # surrogateescape: header bytes that were not UTF-8 arrive as surrogate escapes.
+        return "key:" + hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return "addr:" + (request.remote or "-")
 
 
@@ -193,6 +319,7 @@ def build_app(ctx: routes.Context) -> web.Application:
         middlewares=[request_id_mw, errors_mw, guard_mw(ctx.settings), rate_limit_mw(ctx.settings)],
     )
     app[routes.CONTEXT] = ctx
+    app.on_response_prepare.append(cors_headers(ctx.settings))
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", routes.chat_completions)
         app.router.add_post(f"{prefix}/messages", routes.messages)
@@ -212,6 +339,7 @@ def build_app(ctx: routes.Context) -> web.Application:
     app.router.add_post("/anthropic/v1/messages", routes.messages)
     app.router.add_post("/anthropic/v1/messages/count_tokens", routes.count_tokens)
     dashboard.add_routes(app)
+    openapi.add_routes(app)
     return app
 
 

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tray_app.backend.runner import AnswerRestarted
 from tray_app.backend.store import StoreUnavailable
 from tray_app.errors import (
     Busy,
@@ -24,6 +25,7 @@ from tray_app.errors import (
     ShuttingDown,
     TurnTimeout,
     Unauthorized,
+    UnsupportedMediaType,
     UpstreamError,
 )
 from tray_app.protocol.model import Api
@@ -57,6 +59,8 @@ def classify(exc: BaseException) -> WireError:
         return WireError(403, "permission_error", exc.message, code="forbidden")
     if isinstance(exc, PayloadTooLarge):
         return WireError(413, "request_too_large", exc.message, code="request_too_large")
+    if isinstance(exc, UnsupportedMediaType):
+        return WireError(415, "invalid_request_error", exc.message, code="unsupported_media_type")
     if isinstance(exc, Busy):
         return WireError(
             429,
@@ -96,6 +100,9 @@ def classify(exc: BaseException) -> WireError:
         return WireError(503, "api_error", exc.message, code="cli_unavailable")
     if isinstance(exc, CliFailed):
         return WireError(502, "api_error", exc.message, code="cli_failed")
+    if isinstance(exc, AnswerRestarted):
+        # Only ever sent mid-stream (as the stream's error event); the status is moot.
+        return WireError(502, "api_error", exc.message, code="answer_restarted")
     if isinstance(exc, StoreUnavailable):
         return WireError(503, "api_error", exc.message, code="store_unavailable")
     if isinstance(exc, TurnTimeout):

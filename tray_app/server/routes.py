@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -18,11 +19,18 @@ from aiohttp import web
 from tray_app import __version__
 from tray_app.backend.claude_sessions import claude_code_sessions
 from tray_app.backend.runner import Caller, CliInfo, TurnRunner
-from tray_app.backend.store import SessionStore
+from tray_app.backend.store import SessionStore, StoreUnavailable, store_path
 from tray_app.errors import InvalidRequest, NotFound, PayloadTooLarge
 from tray_app.integrations.signin import SignInStatus
 from tray_app.protocol import anthropic, extensions, openai_chat, openai_responses
-from tray_app.protocol.common import Collector
+from tray_app.protocol.common import (
+    Collector,
+    check_command_line_text,
+    count_messages,
+    json_too_deep,
+    session_id_value,
+    unencodable_text,
+)
 from tray_app.protocol.model import Api, CliEvent, Turn, TurnCompleted
 from tray_app.protocol.models import model_body, models_body, resolve_model
 from tray_app.protocol.tokens import estimate_input_tokens
@@ -65,37 +73,76 @@ _CLIENT_HEADER = "X-Claude-Tray-Client"
 
 
 def with_headers(request: web.Request, turn: Turn) -> Turn:
-    """Session controls that clients unable to change the body send as headers."""
+    """Session controls that clients unable to change the body send as headers; then the
+    last check of the text that will reach the CLI's command line (every turn passes here
+    on its way to the runner)."""
     changes: dict[str, Any] = {}
     if turn.session_id is None:
         for name in _SESSION_HEADERS:
             value = request.headers.get(name, "").strip()
             if value:
-                changes["session_id"] = value
+                # Echoed back in X-Session-Id: a control character would break the answer.
+                changes["session_id"] = session_id_value(value, name)
                 break
     if request.headers.get(_EPHEMERAL_HEADER, "").strip().lower() in ("1", "true", "yes"):
         changes["ephemeral"] = True
+    check_command_line_text(turn)
     return dataclasses.replace(turn, **changes) if changes else turn
 
 
 def client_of(request: web.Request) -> str:
-    """A short client name for usage records: our header, else the User-Agent's product."""
-    named = request.headers.get(_CLIENT_HEADER, "").strip()
+    """A short client name for usage records: our header, else the User-Agent's product.
+
+    Printable characters only: the name is stored, shown on the dashboard and logged.
+    """
+    named = _printable(request.headers.get(_CLIENT_HEADER, ""))
     if named:
         return named[:64]
-    agent = request.headers.get("User-Agent", "").strip()
+    agent = _printable(request.headers.get("User-Agent", ""))
     return agent.split(" ")[0][:64] if agent else "unknown"
 
 
+def _printable(text: str) -> str:
+    # Header bytes that were not UTF-8 arrive as lone surrogates, which isprintable()
+    # rejects along with control characters.
+    return "".join(c for c in text if c.isprintable()).strip()
+
+
+# A \uD800-\uDFFF escape may be half of a pair or a lone surrogate; only a body that
+# has one is walked to find out (the check costs nothing for everything else).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+# Bodies above this are decoded in a thread: checking and parsing tens of megabytes
+# takes long enough to stall every other stream on the event loop.
+_DECODE_INLINE_BYTES = 1024 * 1024
+
+
 async def read_json(request: web.Request) -> Any:
+    """The request's JSON body, within the size, depth and message-count limits."""
+    settings = request.app[CONTEXT].settings
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise PayloadTooLarge(request.app[CONTEXT].settings.max_body_bytes) from exc
+        raise PayloadTooLarge(settings.max_body_bytes) from exc
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    if len(raw) > _DECODE_INLINE_BYTES:
+        return await asyncio.to_thread(_decode, raw, settings)
+    return _decode(raw, settings)
+
+
+def _decode(raw: bytes, settings: Settings) -> Any:
+    too_deep = InvalidRequest(
+        f"The request body's JSON nests deeper than {settings.max_json_depth} levels "
+        "(setting max_json_depth)."
+    )
+    if json_too_deep(raw, settings.max_json_depth):
+        raise too_deep
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
+    except RecursionError as exc:  # unbalanced brackets can still nest past the check
+        raise too_deep from exc
     except ValueError as exc:
         where = (
             f" (line {exc.lineno}, column {exc.colno})"
@@ -103,6 +150,14 @@ async def read_json(request: web.Request) -> Any:
             else ""
         )
         raise InvalidRequest(f"The request body is not valid JSON{where}.") from exc
+    if _SURROGATE_ESCAPE.search(raw) and (bad := unencodable_text(body)) is not None:
+        raise InvalidRequest(
+            f"'{bad}' holds text with no UTF-8 form (an unpaired surrogate escape such "
+            "as \\ud800); send valid Unicode text.",
+            param=bad.split(" ")[0],
+        )
+    count_messages(body, settings.max_messages)
+    return body
 
 
 # ---- the two chat APIs ----
@@ -363,12 +418,16 @@ async def ping(request: web.Request) -> web.Response:
 
 
 def _store(request: web.Request) -> SessionStore:
-    store = request.app[CONTEXT].store
-    if store is None:
-        raise NotFound(
-            "Sessions are not kept: the session store could not be opened (see the log)."
+    ctx = request.app[CONTEXT]
+    if ctx.store is None:
+        # 503, not 404: the sessions exist (or will, once the file can be opened); the
+        # store is what is unusable, and restarting after fixing it brings them back.
+        raise StoreUnavailable(
+            str(store_path(ctx.settings.paths)),
+            "it could not be opened when claude-tray started, so sessions are not kept; "
+            "the log says why",
         )
-    return store
+    return ctx.store
 
 
 def _session_json(record: Any) -> dict[str, Any]:

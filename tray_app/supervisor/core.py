@@ -419,8 +419,8 @@ class Supervisor:
             body = response.read()
         finally:
             conn.close()
-        if response.status == 404 and path.startswith("/v1/sessions"):
-            return {"data": []}  # sessions are not kept
+        if response.status in (404, 503) and path.startswith("/v1/sessions"):
+            return {"data": []}  # sessions are not kept (or the store is unusable)
         if response.status != 200:
             raise ValueError(f"{path} answered {response.status}")
         return json.loads(body)
