@@ -208,6 +208,38 @@ def test_the_pool_hands_out_warm_processes_and_reaps_idle_ones(
     assert health(proxy)["pool"]["warm"] == 1
 
 
+def test_warm_processes_follow_the_requests_clients_send_now(
+    make_proxy: Any, upstream: Upstream
+) -> None:
+    proxy = make_proxy(pool_size="1")
+
+    def ask(content: str, max_tokens: int) -> None:
+        body = {
+            "model": "sonnet",
+            "max_tokens": max_tokens,
+            "messages": [{"role": "user", "content": content}],
+        }
+        r = httpx.post(proxy.openai_url + "/chat/completions", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+
+    def settled_warm() -> int:
+        deadline = time.monotonic() + 20
+        while (pool := health(proxy)["pool"])["starting"] or pool["warm"] < 1:
+            assert time.monotonic() < deadline, pool
+            time.sleep(0.1)
+        time.sleep(0.5)  # a surplus one would be closed by now
+        return int(health(proxy)["pool"]["warm"])
+
+    # A different max_tokens is a different CLI command line: its own warm process.
+    ask("one", 100)
+    assert settled_warm() == 1
+    ask("two", 200)
+    assert settled_warm() == 1
+    # The process warmed for max_tokens 100 went; the one for 200 serves the next request.
+    ask("three", 200)
+    assert health(proxy)["pool"]["warm_hits"] == 1
+
+
 def test_the_pool_can_be_turned_off(make_proxy: Any, upstream: Upstream) -> None:
     proxy = make_proxy(pool_size="0")
     chat(proxy, [{"role": "user", "content": "one"}])

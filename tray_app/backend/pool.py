@@ -170,7 +170,16 @@ class ProcessPool:
         have: dict[str, int] = {}
         for process in self._warm:
             have[process.spec.key] = have.get(process.spec.key, 0) + 1
-        for key, count in self._wanted().items():
+        wanted = self._wanted()
+        # Warm processes for a request shape no client sends any more (oldest first) make
+        # way: otherwise each would hold ~180 MB until max_processes pressed on it.
+        for process in list(self._warm):
+            key = process.spec.key
+            if have[key] > wanted.get(key, 0):
+                have[key] -= 1
+                self._warm.remove(process)
+                self._spawn_task(process.close())
+        for key, count in wanted.items():
             missing = count - have.get(key, 0) - self._starting.get(key, 0)
             for _ in range(missing):
                 if self.total >= self._max and not self._evict_held():
