@@ -133,6 +133,10 @@ class Proxy:
         path = self.home / "logs" / "claude-tray.log"
         return path.read_text() if path.exists() else ""
 
+    def stderr(self) -> str:
+        path = self.home / "stderr.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
 
 def proxy_env(home: Path, upstream: Upstream | None, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_TRAY_", "ANTHROPIC_"))}
@@ -155,19 +159,24 @@ def proxy_env(home: Path, upstream: Upstream | None, **settings: str) -> dict[st
 
 def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
     home.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tray_app", "serve", "--port", "0", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # To a file, not a pipe: nothing reads a pipe while the proxy runs, and a proxy
+    # blocked writing its 64 KiB-th byte of log would hang every later request.
+    stderr = home / "stderr.log"
+    with stderr.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tray_app", "serve", "--port", "0", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            text=True,
+        )
     assert process.stdout is not None
     line = process.stdout.readline()
     if "listening on" not in line:
         process.kill()
-        _, err = process.communicate(timeout=10)
+        process.communicate(timeout=10)
+        err = stderr.read_text(errors="replace")
         raise AssertionError(f"proxy did not start: {line!r} {err[-2000:]}")
     LIVE_PROXIES.add(process.pid)
     return Proxy(line.split()[-1], process, home, env)

@@ -265,6 +265,21 @@ def test_malformed_json_and_unknown_route(proxy: Proxy) -> None:
     )
     response = httpx.post(proxy.url + "/v1/messages", content=b"nope")
     assert response.status_code == 400 and response.json()["type"] == "error"
+    # A route that exists, with the wrong method: 405 saying which methods it takes.
+    response = httpx.get(proxy.url + "/v1/chat/completions")
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert "use POST" in response.json()["error"]["message"]
+
+
+def test_streamed_answers_carry_the_request_id(proxy: Proxy, upstream: Upstream) -> None:
+    upstream.push(text("streamed"))
+    body = {"model": "sonnet", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.stream(
+        "POST", proxy.url + "/v1/chat/completions", json=body, headers={"X-Request-Id": "rid-42"}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["X-Request-Id"] == "rid-42"
+        assert "streamed" in response.read().decode()
 
 
 # ---- upstream errors map to fitting statuses, in each API's shape ----

@@ -638,7 +638,8 @@ def test_secrets_never_reach_the_logs(make_proxy: Any, upstream: Upstream) -> No
     )
     assert refused.status_code in (400, 404)
     proxy.process.send_signal(signal.SIGTERM)
-    stdout, stderr = proxy.process.communicate(timeout=30)
+    stdout, _ = proxy.process.communicate(timeout=30)
+    stderr = proxy.stderr()
     LIVE_PROXIES.discard(proxy.process.pid)
     logged = proxy.log()
     assert "openai turn" in logged and "-> 401" in logged  # it did log these requests

@@ -148,6 +148,7 @@ WEATHER_CALL = {
             id="max_completion_tokens-wins",
         ),
         pytest.param(body(max_tokens=9), turn(max_tokens=9), id="max_tokens"),
+        pytest.param(body(max_tokens=9.0), turn(max_tokens=9), id="max_tokens-integral-float"),
         pytest.param(
             body(stream=True, stream_options={"include_usage": True}),
             turn(stream=True, include_usage=True),
@@ -198,6 +199,7 @@ def test_parse_request(request_body: dict[str, Any], expected: Turn) -> None:
         pytest.param(body(stop=[1]), "stop", id="stop-not-strings"),
         pytest.param(body(stop=5), "stop", id="stop-number"),
         pytest.param(body(max_tokens=0), "max_tokens", id="max_tokens-0"),
+        pytest.param(body(max_tokens=9.5), "max_tokens", id="max_tokens-fraction"),
         pytest.param(body(max_completion_tokens=True), "max_completion_tokens", id="max-bool"),
         pytest.param(
             body(stream_options={"include_usage": "yes"}),
@@ -299,8 +301,21 @@ def named(name: str) -> dict[str, Any]:
         ),
         pytest.param(
             body(tools=[{"type": "function", "function": {"name": "A-z_09", "parameters": {}}}]),
-            turn(tools=(ToolSpec("A-z_09", "", {}),)),
-            id="empty-parameters-kept-as-sent",
+            turn(tools=(ToolSpec("A-z_09", "", {"type": "object"}),)),
+            id="empty-parameters-object",
+        ),
+        pytest.param(
+            body(tools=[function_tool(parameters={"properties": {"q": {"type": "string"}}})]),
+            turn(
+                tools=(
+                    ToolSpec(
+                        "get_weather",
+                        "Weather for a city.",
+                        {"type": "object", "properties": {"q": {"type": "string"}}},
+                    ),
+                )
+            ),
+            id="parameters-without-type-get-object",
         ),
         pytest.param(
             body(tools=[function_tool(name="a" * 64)]),

@@ -50,6 +50,14 @@ class NotFound(ClaudeTrayError):
     """A route or resource that does not exist."""
 
 
+class MethodNotAllowed(ClaudeTrayError):
+    """A route that exists, asked with a method it does not answer."""
+
+    def __init__(self, method: str, path: str, allowed: frozenset[str] | set[str]) -> None:
+        self.allowed = tuple(sorted(allowed))
+        super().__init__(f"{method} is not allowed on {path}; use {', '.join(self.allowed)}.")
+
+
 class Unauthorized(ClaudeTrayError):
     """The proxy's own API key was missing or wrong."""
 

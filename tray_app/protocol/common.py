@@ -62,6 +62,10 @@ def field_of(
         return None
     value = body[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
+    # JSON Schema, and the APIs' own validation, count 3.0 as the integer 3 (clients send
+    # it after arithmetic); 3.5 stays wrong.
+    if int in kinds and float not in kinds and isinstance(value, float) and value.is_integer():
+        value = int(value)
     # bool is an int in Python, never in JSON Schema.
     value_ok = False if isinstance(value, bool) and bool not in kinds else isinstance(value, kinds)
     if not value_ok:
@@ -134,7 +138,9 @@ def tool_schema(value: Any, where: str) -> dict[str, Any]:
     """A tool's JSON Schema for its arguments, kept exactly as sent.
 
     Nothing is rewritten (2020-12 keywords, `$schema`, huge bounds all pass through):
-    the model must see the schema the client wrote. A missing schema means no arguments.
+    the model must see the schema the client wrote. A missing schema means no arguments;
+    a schema without a `type` (`{}`, only `properties`) gets `"type": "object"`, which
+    MCP requires of a tool's input schema (without it the CLI drops every tool).
     """
     if value is None:
         return {"type": "object", "properties": {}}
@@ -148,7 +154,7 @@ def tool_schema(value: Any, where: str) -> dict[str, Any]:
             "are always a JSON object.",
             param=where,
         )
-    return value
+    return value if "type" in value else {"type": "object", **value}
 
 
 def add_tool(tools: list[ToolSpec], spec: ToolSpec, where: str) -> None:

@@ -23,6 +23,7 @@ from tray_app.backend.store import SessionStore, StoreUnavailable, store_path
 from tray_app.errors import (
     ClaudeTrayError,
     Forbidden,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     RateLimited,
@@ -60,11 +61,16 @@ async def request_id_mw(request: web.Request, handler: Handler) -> web.StreamRes
     given = request.headers.get("X-Request-Id", "")
     rid = given if _CLIENT_REQUEST_ID.fullmatch(given) else f"req_{uuid.uuid4().hex[:20]}"
     request[routes.REQUEST_ID] = rid
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request[routes.REQUEST_ID]
-        response.headers["request-id"] = request[routes.REQUEST_ID]
-    return response
+    return await handler(request)
+
+
+async def request_id_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """The request id on every answer, streams too (they are prepared inside the
+    handler, before any middleware sees the response)."""
+    rid = request.get(routes.REQUEST_ID)
+    if rid is not None:
+        response.headers.setdefault("X-Request-Id", rid)
+        response.headers.setdefault("request-id", rid)
 
 
 @web.middleware
@@ -81,10 +87,7 @@ async def errors_mw(request: web.Request, handler: Handler) -> web.StreamRespons
             "/v1/messages."
         )
     except web.HTTPMethodNotAllowed as http:
-        exc = NotFound(
-            f"{request.method} is not allowed on {request.path}; use "
-            f"{', '.join(sorted(http.allowed_methods))}."
-        )
+        exc = MethodNotAllowed(request.method, request.path, set(http.allowed_methods))
     except web.HTTPException:
         raise
     except ClaudeTrayError as err:
@@ -319,6 +322,7 @@ def build_app(ctx: routes.Context) -> web.Application:
         middlewares=[request_id_mw, errors_mw, guard_mw(ctx.settings), rate_limit_mw(ctx.settings)],
     )
     app[routes.CONTEXT] = ctx
+    app.on_response_prepare.append(request_id_headers)
     app.on_response_prepare.append(cors_headers(ctx.settings))
     for prefix in ("/v1", ""):
         app.router.add_post(f"{prefix}/chat/completions", routes.chat_completions)

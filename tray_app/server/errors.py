@@ -17,6 +17,7 @@ from tray_app.errors import (
     ExtraUsageRequired,
     Forbidden,
     InvalidRequest,
+    MethodNotAllowed,
     ModelNotFound,
     NotFound,
     NotSignedIn,
@@ -53,6 +54,14 @@ def classify(exc: BaseException) -> WireError:
         return WireError(404, "not_found_error", exc.message, code="model_not_found", param="model")
     if isinstance(exc, NotFound):
         return WireError(404, "not_found_error", exc.message, code="not_found")
+    if isinstance(exc, MethodNotAllowed):
+        return WireError(
+            405,
+            "invalid_request_error",
+            exc.message,
+            code="method_not_allowed",
+            headers={"Allow": ", ".join(exc.allowed)},
+        )
     if isinstance(exc, Unauthorized):
         return WireError(401, "authentication_error", exc.message, code="invalid_api_key")
     if isinstance(exc, Forbidden):
