@@ -182,6 +182,18 @@ def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
     return Proxy(line.split()[-1], process, home, env)
 
 
+def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`claude-tray serve` that is expected to refuse to start: its exit and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "tray_app", "serve", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.fixture(scope="session")
 def proxy(upstream_server: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """One proxy shared by the tests that need nothing special."""

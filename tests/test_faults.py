@@ -27,8 +27,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +35,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, Proxy, proxy_env, start_proxy
+from conftest import Proxy, proxy_env, run_serve, start_proxy
 from harness import (
     PATHS,
     answer_text,
@@ -516,13 +514,6 @@ def test_serve_with_a_corrupt_settings_file_says_which_line(tmp_path: Path) -> N
     settings = tmp_path / "config" / "settings.json"
     settings.parent.mkdir(parents=True)
     settings.write_text('{\n  "port": 3456,\n  "pool_size": 2,,\n}\n')
-    done = subprocess.run(
-        [sys.executable, "-m", "tray_app", "serve", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_serve(env, "--port", "0")
     assert done.returncode == 2
     assert f"{settings}:3" in done.stderr and "not valid JSON" in done.stderr

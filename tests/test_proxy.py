@@ -13,7 +13,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from conftest import Proxy, ant, claude_pids, oai
+from conftest import Proxy, ant, claude_pids, oai, proxy_env, run_serve
 from upstream import Reply, Text, Upstream, error, text
 
 
@@ -494,43 +494,12 @@ def test_host_and_origin_checks(proxy: Proxy) -> None:
     )
 
 
-def test_refuses_to_listen_beyond_loopback_without_a_key(tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
-    from conftest import ROOT, proxy_env
-
-    env = proxy_env(tmp_path, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "tray_app", "serve", "--host", "0.0.0.0", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "API key" in done.stderr
-
-
 def test_port_taken_is_a_clear_error(tmp_path: Any) -> None:
-    import subprocess
-    import sys
-
-    from conftest import ROOT, proxy_env
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "tray_app", "serve", "--port", str(port)],
-            env=proxy_env(tmp_path, None),
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_serve(proxy_env(tmp_path, None), "--port", str(port))
     assert done.returncode == 2
     assert f"127.0.0.1:{port}" in done.stderr and "another program" in done.stderr
 

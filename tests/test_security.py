@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import LIVE_PROXIES, ROOT, Proxy, proxy_env
+from conftest import LIVE_PROXIES, Proxy, proxy_env, run_serve
 from upstream import Upstream
 
 CHAT = "/v1/chat/completions"
@@ -325,16 +323,9 @@ def test_api_key_forms(make_proxy: Any) -> None:
     assert httpx.get(proxy.url + "/health").status_code == 200
 
 
-@pytest.mark.parametrize("host", ["::", "my-laptop.example"])
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "my-laptop.example"])
 def test_refuses_other_hosts_without_a_key(tmp_path: Path, host: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tray_app", "serve", "--host", host, "--port", "0"],
-        env=proxy_env(tmp_path, None),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_serve(proxy_env(tmp_path, None), "--host", host, "--port", "0")
     assert done.returncode == 2
     assert f"Refusing to listen on {host} without an API key" in done.stderr
     assert "CLAUDE_TRAY_API_KEY" in done.stderr
