@@ -4,7 +4,8 @@ to install them, and how to run them hermetically against a local claude-tray.
 Each tool is pinned to one version and installed into its own directory under
 `${XDG_CACHE_HOME:-~/.cache}/claude-tray-ci`, named after the version, so a machine
 downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
-Aider (a large Python package with exact pins of its own) with pip into its own venv, and
+Aider (a large Python package with exact pins of its own) and the LiteLLM proxy (the
+team-scale gateway, docs/team-scale.md) with pip, each into its own venv, and
 playwright-core for the dashboard's browser test.
 `.ci/check` installs them:
 
@@ -44,8 +45,12 @@ CONTINUE_VERSION = "1.5.47"
 AIDER_PACKAGE = "aider-chat"
 AIDER_VERSION = "0.86.2"
 # The team-scale setup (DESIGN.md section 7): the LiteLLM proxy in front of two
-# claude-tray instances. `[proxy]` brings the server (uvicorn, fastapi, ...).
+# claude-tray instances. `[proxy]` brings the server (uvicorn, fastapi, ...). Not
+# `[extra-proxy]`: its prisma (virtual keys, in LiteLLM's database) needs prisma's query
+# and schema engines, which only prisma's own download host serves (docs/team-scale.md).
 # 1.103 and later require certifi>=2026.10.19, which the package index does not have yet.
+LITELLM_PACKAGE = "litellm[proxy]"
+LITELLM_VERSION = "1.102.4"
 # The dashboard test's browser driver (its Chromium is Debian's: .ci/install-browser.sh).
 PLAYWRIGHT_PACKAGE = "playwright-core"
 PLAYWRIGHT_VERSION = "1.65.1"
@@ -81,7 +86,8 @@ class Pinned:
 
     @property
     def prefix(self) -> Path:
-        name = self.package.replace("@", "").replace("/", "-")
+        # `litellm[proxy]` lives in litellm-proxy-<version>: no brackets in a path.
+        name = self.package.replace("@", "").replace("/", "-").replace("[", "-").rstrip("]")
         return cache_root() / f"{name}-{self.version}"
 
     def command(self, prefix: Path | None = None) -> list[str]:
@@ -174,6 +180,26 @@ def npm_package_version(package: str) -> Callable[[Path], str]:
     return version
 
 
+def _pip_version(prefix: Path, distribution: str) -> str:
+    """The version pip installed into the venv at `prefix`, read from its metadata.
+
+    Not `litellm --version`: that starts the whole proxy import chain (seconds) and
+    prints banners around the number.
+    """
+    done = subprocess.run(
+        [
+            str(prefix / "bin" / "python"),
+            "-c",
+            f"from importlib.metadata import version; print(version({distribution!r}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.stdout.strip()
+
+
 # A venv is built in place and this file marks it finished.
 _DONE_MARK = ".claude-tray-installed"
 
@@ -202,6 +228,14 @@ AIDER = Pinned(
     lambda p: _reported([str(p / "bin/aider"), "--version"], aider_home),
     expected=f"aider {AIDER_VERSION}",
 )
+LITELLM = Pinned(
+    "The LiteLLM proxy",
+    LITELLM_PACKAGE,
+    LITELLM_VERSION,
+    "pip",
+    "bin/litellm",
+    lambda p: _pip_version(p, "litellm"),
+)
 PLAYWRIGHT = Pinned(
     "playwright-core",
     PLAYWRIGHT_PACKAGE,
@@ -229,6 +263,10 @@ def require_cn() -> Path:
 
 def require_aider() -> Path:
     return AIDER.require()
+
+
+def require_litellm() -> Path:
+    return LITELLM.require()
 
 
 # ---- running OpenCode hermetically ----
@@ -392,7 +430,7 @@ def main(argv: list[str]) -> int:
     if argv != ["install"]:
         print("usage: python tests/tools.py install", file=sys.stderr)
         return 2
-    for tool in (OPENCODE, CONTINUE, AIDER, PLAYWRIGHT):
+    for tool in (OPENCODE, CONTINUE, AIDER, LITELLM, PLAYWRIGHT):
         tool.install()
     return 0
 
