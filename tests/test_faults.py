@@ -410,20 +410,20 @@ def test_a_schema_the_cli_refuses_is_400_naming_the_field(
     assert error_body["type"] == "invalid_request_error"
     assert error_body["param"] == "response_format.json_schema.schema"
     assert "properties must be object" in error_body["message"]
-    for stream in (False, True):
+    fmt = {"type": "json_schema", "schema": bad}
+    for stream, fields, where in (
+        (False, {"output_format": fmt}, "output_format.schema"),
+        (True, {"output_format": fmt}, "output_format.schema"),
+        (False, {"output_config": {"format": fmt}}, "output_config.format.schema"),
+    ):
         response = httpx.post(
             proxy.url + "/v1/messages",
-            json=body(
-                "anthropic",
-                "x",
-                stream=stream,
-                output_format={"type": "json_schema", "schema": bad},
-            ),
+            json=body("anthropic", "x", stream=stream, **fields),
             timeout=60,
         )
         message = expect_error("anthropic", response, 400, None)
         assert response.json()["error"]["type"] == "invalid_request_error"
-        assert "output_format.schema" in message and "properties must be object" in message
+        assert f"'{where}'" in message and "properties must be object" in message
     huge = {"type": "object", "description": "x" * (130 * 1024)}
     response = ask(
         proxy,

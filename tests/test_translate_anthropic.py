@@ -407,12 +407,12 @@ def tool(**fields: Any) -> dict[str, Any]:
         ],
         pytest.param(
             body(output_config={"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}}),
-            turn(output_schema=WEATHER_SCHEMA),
+            turn(output_schema=WEATHER_SCHEMA, output_schema_field="output_config.format.schema"),
             id="output_config-format",
         ),
         pytest.param(
             body(output_format={"type": "json_schema", "schema": WEATHER_SCHEMA}),
-            turn(output_schema=WEATHER_SCHEMA),
+            turn(output_schema=WEATHER_SCHEMA, output_schema_field="output_format.schema"),
             id="output_format",
         ),
         pytest.param(
@@ -423,7 +423,11 @@ def tool(**fields: Any) -> dict[str, Any]:
                 },
                 output_format={"type": "json_schema", "schema": {"type": "object"}},
             ),
-            turn(effort="high", output_schema=WEATHER_SCHEMA),
+            turn(
+                effort="high",
+                output_schema=WEATHER_SCHEMA,
+                output_schema_field="output_config.format.schema",
+            ),
             id="output_config-format-wins",
         ),
         pytest.param(

@@ -462,7 +462,10 @@ def named(name: str) -> dict[str, Any]:
                     "json_schema": {"name": "w", "schema": WEATHER_SCHEMA, "strict": True},
                 }
             ),
-            turn(output_schema=WEATHER_SCHEMA),
+            turn(
+                output_schema=WEATHER_SCHEMA,
+                output_schema_field="response_format.json_schema.schema",
+            ),
             id="response_format-json_schema",
         ),
         pytest.param(body(reasoning_effort="minimal"), turn(effort="low"), id="effort-minimal"),

@@ -319,6 +319,7 @@ def output(text: str) -> dict[str, Any]:
             ),
             turn(
                 output_schema={"type": "object", "properties": {"name": {"type": "string"}}},
+                output_schema_field="text.format.schema",
                 ignored=("text.verbosity",),
             ),
             id="format-json_schema",

@@ -53,7 +53,6 @@ from tray_app.protocol import fingerprint
 from tray_app.protocol.cli_events import CliStream, with_index
 from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
-    Api,
     BlockStarted,
     BlockStopped,
     CliEvent,
@@ -91,12 +90,6 @@ CONTINUE_PROMPT = "Continue with the tool results above."
 BUDGET_STOP = "error_max_budget_usd"
 # The tool the CLI adds for structured output (--json-schema); its input is the answer.
 STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
-# Where each API carries the structured-output schema, to name it when it is refused.
-SCHEMA_FIELDS: dict[Api, str] = {
-    "openai": "response_format.json_schema.schema",
-    "responses": "text.format.schema",
-    "anthropic": "output_format.schema",
-}
 
 
 class AnswerRestarted(ClaudeTrayError):
@@ -279,7 +272,7 @@ class TurnRunner:
             try:
                 plan = await self._plan(turn, model, caller.client)
             except SchemaRejected as exc:
-                where = SCHEMA_FIELDS[turn.api]
+                where = turn.output_schema_field or "json_schema"
                 raise InvalidRequest(
                     f"The JSON schema in '{where}' was refused: {exc.reason}", param=where
                 ) from exc

@@ -112,7 +112,7 @@ def _parse(body: Any, *, counting: bool) -> Turn:
     tools, ignored_tools = _tools(body)
     tool_choice, parallel_tool_calls = _tool_choice(body, tools)
     thinking_budget = _thinking(body)
-    effort, schema, ignored_output = _output_config(body)
+    effort, (schema, schema_field), ignored_output = _output_config(body)
     session_id, ephemeral = session_fields(body)
 
     turns: list[tuple[Role, list[Part]]] = []
@@ -154,6 +154,7 @@ def _parse(body: Any, *, counting: bool) -> Turn:
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
         output_schema=schema,
+        output_schema_field=schema_field,
         effort=effort,
         thinking_budget=thinking_budget,
         session_id=session_id,
@@ -236,8 +237,11 @@ def _thinking(body: dict[str, Any]) -> int | None:
     return budget  # type: ignore[no-any-return]
 
 
-def _output_config(body: dict[str, Any]) -> tuple[Effort | None, dict[str, Any] | None, list[str]]:
-    """(effort, output schema, ignored keys) from `output_config` and `output_format`."""
+def _output_config(
+    body: dict[str, Any],
+) -> tuple[Effort | None, tuple[dict[str, Any] | None, str | None], list[str]]:
+    """(effort, (output schema, its field), ignored keys) from `output_config` and
+    `output_format`."""
     config = field_of(body, "output_config", dict) or {}
     effort = field_of(config, "effort", str, where="output_config.")
     if effort is not None and effort not in EFFORTS:
@@ -245,19 +249,19 @@ def _output_config(body: dict[str, Any]) -> tuple[Effort | None, dict[str, Any] 
             f"'output_config.effort' must be one of {', '.join(EFFORTS)}; not '{effort}'.",
             param="output_config.effort",
         )
-    schema = None
+    schema, schema_field = None, None
     for value, where in (
         (config.get("format"), "output_config.format"),
         (body.get("output_format"), "output_format"),
     ):
         if value is not None and schema is None:
-            schema = _format(value, where)
+            schema, schema_field = _format(value, where), f"{where}.schema"
     ignored = [
         f"output_config.{key}"
         for key, value in config.items()
         if key not in ("effort", "format") and value is not None
     ]
-    return effort, schema, ignored
+    return effort, (schema, schema_field), ignored
 
 
 def _format(value: Any, where: str) -> dict[str, Any]:

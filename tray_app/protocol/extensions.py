@@ -67,7 +67,9 @@ def with_extensions(turn: Turn, body: Any, tool_names: tuple[str, ...] | None) -
     if schema is not None and turn.output_schema is None:
         # Accept both the bare schema and OpenAI's {"name": ..., "schema": {...}} wrapper.
         inner = schema.get("schema")
-        changes["output_schema"] = inner if isinstance(inner, dict) else schema
+        wrapped = isinstance(inner, dict)
+        changes["output_schema"] = inner if wrapped else schema
+        changes["output_schema_field"] = "json_schema.schema" if wrapped else "json_schema"
     if field_of(body, "continue_conversation", bool):
         changes["continue_conversation"] = True
     return dataclasses.replace(turn, **changes) if changes else turn

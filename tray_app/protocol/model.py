@@ -123,6 +123,9 @@ class Turn:
     parallel_tool_calls: bool | None = None
     # Structured output: the reply must be a JSON document matching this schema.
     output_schema: dict[str, Any] | None = None
+    # Where the request carried it ("output_config.format.schema"), to name it when the
+    # CLI refuses the schema.
+    output_schema_field: str | None = None
     # Reasoning: an effort level, and/or an explicit thinking budget (0 = thinking off).
     effort: Effort | None = None
     thinking_budget: int | None = None

@@ -107,6 +107,7 @@ def parse_request(body: Any) -> Turn:
     tool_choice = _tool_choice(body, tools)
     parallel_tool_calls = field_of(body, "parallel_tool_calls", bool)
     effort, thinking_budget = _reasoning_effort(body)
+    schema, schema_field = _response_format(body)
     session_id, ephemeral = session_fields(body)
 
     system: list[str] = []
@@ -163,7 +164,8 @@ def parse_request(body: Any) -> Turn:
         tools=tuple(tools),
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
-        output_schema=_response_format(body),
+        output_schema=schema,
+        output_schema_field=schema_field,
         effort=effort,
         thinking_budget=thinking_budget,
         session_id=session_id,
@@ -246,18 +248,20 @@ def _tool_choice(body: dict[str, Any], tools: list[ToolSpec]) -> ToolChoice | No
     return None
 
 
-def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+def _response_format(body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """(the output schema, the field that holds a client's own schema)."""
     raw = field_of(body, "response_format", dict)
     if raw is None:
-        return None
+        return None, None
     kind = raw.get("type")
     if kind == "text":
-        return None
+        return None, None
     if kind == "json_object":
-        return {"type": "object"}
+        return {"type": "object"}, None
     if kind == "json_schema":
         spec = field_of(raw, "json_schema", dict, required=True, where="response_format.")
-        return output_schema(spec.get("schema"), "response_format.json_schema.schema")
+        where = "response_format.json_schema.schema"
+        return output_schema(spec.get("schema"), where), where
     raise InvalidRequest(
         f"'response_format.type' must be 'text', 'json_object' or 'json_schema', not {kind!r}.",
         param="response_format.type",

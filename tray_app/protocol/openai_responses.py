@@ -125,7 +125,7 @@ def parse_request(body: Any) -> Turn:
 
     tools = _tools(field_of(body, "tools", list) or [], ignored)
     tool_choice = _tool_choice(body.get("tool_choice"), tools, ignored)
-    schema = _output_schema(field_of(body, "text", dict) or {}, ignored)
+    schema, schema_field = _output_schema(field_of(body, "text", dict) or {}, ignored)
     effort, thinking_budget = _reasoning(field_of(body, "reasoning", dict) or {})
     return Turn(
         api="responses",
@@ -141,6 +141,7 @@ def parse_request(body: Any) -> Turn:
         tool_choice=tool_choice,
         parallel_tool_calls=parallel_tool_calls,
         output_schema=schema,
+        output_schema_field=schema_field,
         effort=effort,
         thinking_budget=thinking_budget,
         session_id=session_id,
@@ -315,19 +316,22 @@ def _ignored_type(field: str, kind: Any) -> str:
     return f"{field}[type={shown}]"
 
 
-def _output_schema(text: dict[str, Any], ignored: list[str]) -> dict[str, Any] | None:
+def _output_schema(
+    text: dict[str, Any], ignored: list[str]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """(the output schema, the field that holds a client's own schema)."""
     if text.get("verbosity") is not None:
         ignored.append("text.verbosity")
     fmt = field_of(text, "format", dict, where="text.")
     if fmt is None:
-        return None
+        return None, None
     kind = field_of(fmt, "type", str, required=True, where="text.format.")
     if kind == "text":
-        return None
+        return None, None
     if kind == "json_object":
-        return {"type": "object"}
+        return {"type": "object"}, None
     if kind == "json_schema":
-        return output_schema(fmt.get("schema"), "text.format.schema")
+        return output_schema(fmt.get("schema"), "text.format.schema"), "text.format.schema"
     raise InvalidRequest(
         f"'text.format.type' must be text, json_object or json_schema, not '{kind}'.",
         param="text.format.type",
