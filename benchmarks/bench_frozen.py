@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import proxy_env  # noqa: E402
 from desktop import private_env, session_bus, stop, tray_host, wait_for_window, xvfb  # noqa: E402
 from upstream import Upstream, text  # noqa: E402
 
@@ -62,22 +63,6 @@ def du(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def base_env(home: Path, upstream: Upstream) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLAUDE_TRAY_", "ANTHROPIC_"))}
-    env.update(
-        {
-            "HOME": str(home),
-            "CLAUDE_TRAY_HOME": str(home),
-            "CLAUDE_CONFIG_DIR": str(home / "claude-config"),
-            "CLAUDE_CODE_MAX_RETRIES": "0",
-            "CLAUDE_TRAY_UPSTREAM_URL": upstream.url,
-            "CLAUDE_TRAY_UPSTREAM_API_KEY": "test",
-        }
-    )
-    return env
-
-
 def time_version(app: Path) -> float:
     began = time.perf_counter()
     subprocess.run([str(app), "--version"], capture_output=True, check=True)
@@ -91,7 +76,7 @@ def time_serve(app: Path, upstream: Upstream, scratch: Path) -> tuple[float, flo
     began = time.perf_counter()
     proc = subprocess.Popen(
         [str(app), "serve", "--port", "0"],
-        env=base_env(home, upstream),
+        env=proxy_env(home, upstream),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -122,7 +107,7 @@ def time_tray(app: Path, upstream: Upstream, scratch: Path) -> float:
     """Seconds from exec to the icon's window showing in the tray host."""
     home = Path(tempfile.mkdtemp(dir=scratch))
     env = private_env(home)
-    env.update({k: v for k, v in base_env(home, upstream).items() if k.startswith("CLAUDE")})
+    env.update({k: v for k, v in proxy_env(home, upstream).items() if k.startswith("CLAUDE")})
     # A fixed key: the tray would otherwise make one in a keyring this run does not start.
     env["CLAUDE_TRAY_API_KEY"] = "sk-bench"
     env["CLAUDE_TRAY_PORT"] = "0"

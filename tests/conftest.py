@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -180,6 +181,23 @@ def start_proxy(home: Path, env: dict[str, str], *args: str) -> Proxy:
         raise AssertionError(f"proxy did not start: {line!r} {err[-2000:]}")
     LIVE_PROXIES.add(process.pid)
     return Proxy(line.split()[-1], process, home, env)
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[str] | None = None, timeout: float = 30
+) -> dict[str, Any]:
+    """The proxy's /health body once it answers 200 (failing at once if `process`, the
+    app that should answer, has exited)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            health = httpx.get(url + "/health", timeout=2)
+            if health.status_code == 200:
+                return health.json()  # type: ignore[no-any-return]
+        if process is not None:
+            assert process.poll() is None, f"the app exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"{url} never answered /health"
+        time.sleep(0.1)
 
 
 def run_serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,10 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
-from conftest import ROOT, proxy_env
+from conftest import ROOT, proxy_env, wait_healthy
 from desktop import (
     private_env,
     require,
@@ -148,20 +147,6 @@ def wait_gone(root: Path, timeout: float = 10) -> set[int]:
     return left
 
 
-def wait_healthy(url: str, app: subprocess.Popen[str], timeout: float = 60) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            health = httpx.get(url + "/health", timeout=2)
-            if health.status_code == 200:
-                return health.json()  # type: ignore[no-any-return]
-        except httpx.HTTPError:
-            pass
-        assert app.poll() is None, f"the app exited with {app.returncode}"
-        assert time.monotonic() < deadline, f"{url} never answered /health"
-        time.sleep(0.1)
-
-
 def test_the_deb_holds_the_app_its_menu_entry_and_icons(build: Build, installed: Installed) -> None:
     files = installed.files()
     for path in (
@@ -232,7 +217,7 @@ def test_serve_answers_health_and_a_chat_through_the_bundled_cli(
         line = app.stdout.readline()
         assert f"claude-tray {__version__} listening on " in line, line + app.stderr.read()
         url = line.split()[-1]
-        health = wait_healthy(url, app)
+        health = wait_healthy(url, app, timeout=60)
         # The CLI that answers is the one inside the installed app, not the venv's.
         assert health["cli"] == {
             "path": str(installed.path(CLI_IN_APP)),
@@ -286,7 +271,7 @@ def test_the_tray_starts_under_xvfb_with_its_menu(
         log = (tmp_path / "app.log").open("w+")
         app = subprocess.Popen([str(installed.command)], env=env, stdout=log, stderr=log, text=True)
         try:
-            wait_healthy(url, app)
+            wait_healthy(url, app, timeout=60)
             # The icon is in the tray host, and its menu is GTK's: the frozen app found
             # PyGObject, GTK and AppIndicator inside itself (pystray's menu-less xorg
             # backend would have been refused, and the app would run headless).

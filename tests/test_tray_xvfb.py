@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import LIVE_PROXIES, ROOT, claude_pids, proxy_env
+from conftest import LIVE_PROXIES, ROOT, claude_pids, proxy_env, wait_healthy
 from desktop import (
     INSTALL_HINT,
     private_env,
@@ -103,20 +103,6 @@ class Desktop:
 
 def items(menu: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {child["name"]: child for child in menu["children"] if child["role"] != "separator"}
-
-
-def wait_healthy(url: str, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            health = httpx.get(url + "/health", timeout=2)
-            if health.status_code == 200:
-                return health.json()  # type: ignore[no-any-return]
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} never answered /health")
-        time.sleep(0.1)
 
 
 def crop_to_content(source: Path, target: Path, margin: int = 12) -> None:

@@ -73,9 +73,7 @@ _CLIENT_HEADER = "X-Claude-Tray-Client"
 
 
 def with_headers(request: web.Request, turn: Turn) -> Turn:
-    """Session controls that clients unable to change the body send as headers; then the
-    last check of the text that will reach the CLI's command line (every turn passes here
-    on its way to the runner)."""
+    """Session controls that clients unable to change the body send as headers."""
     changes: dict[str, Any] = {}
     if turn.session_id is None:
         for name in _SESSION_HEADERS:
@@ -86,7 +84,6 @@ def with_headers(request: web.Request, turn: Turn) -> Turn:
                 break
     if request.headers.get(_EPHEMERAL_HEADER, "").strip().lower() in ("1", "true", "yes"):
         changes["ephemeral"] = True
-    check_command_line_text(turn)
     return dataclasses.replace(turn, **changes) if changes else turn
 
 
@@ -176,11 +173,14 @@ async def responses(request: web.Request) -> web.StreamResponse:
 
 
 def _parse(body: Any, parse: Callable[[Any], Turn]) -> Turn:
-    """The API's own fields, then claude-tray's extensions (the same in every API)."""
+    """The API's own fields, then claude-tray's extensions (the same in every API), then
+    the check of the text that becomes the CLI's command line."""
     names = None
     if isinstance(body, dict):
         body, names = extensions.split_tool_names(body)
-    return extensions.with_extensions(parse(body), body, names)
+    turn = extensions.with_extensions(parse(body), body, names)
+    check_command_line_text(turn)
+    return turn
 
 
 async def count_tokens(request: web.Request) -> web.Response:
