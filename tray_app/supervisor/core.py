@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # a person who clicks Quit expects the app gone in seconds, not after `shutdown_grace`.
 STOP_GRACE = 3.0
 SESSIONS_SHOWN = 10
+POLL_TIMEOUT = 2.0  # seconds for one of the poller's requests
 
 
 class ServeFn(Protocol):
@@ -81,7 +82,6 @@ class _Run:
     stop_requested: bool = False
     ready_at: float | None = None
     settings: Settings | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def request_stop(self) -> None:
         self.stop_requested = True
@@ -244,6 +244,19 @@ class Supervisor:
             run.loop, run.stop_event = loop, stop
             if run.stop_requested:
                 return
+        # The server stops only after the poller has: a poll that connected while the
+        # server was closing would be accepted after its listener closed, and that
+        # socket was never closed by anyone.
+        server_stop = asyncio.Event()
+        pollers: set[asyncio.Task[None]] = set()
+
+        async def stop_in_order() -> None:
+            await stop.wait()
+            if pollers:
+                await asyncio.wait(pollers, timeout=POLL_TIMEOUT + 1)
+            server_stop.set()
+
+        stopper = loop.create_task(stop_in_order())
         settings = await asyncio.to_thread(self._prepare)
         settings = dataclasses.replace(
             settings, shutdown_grace=min(settings.shutdown_grace, self._stop_grace)
@@ -258,14 +271,12 @@ class Supervisor:
                     self._publish(
                         state=ProxyState.RUNNING, url=url, error=None, recovering_from=None
                     )
-            task = loop.create_task(self._poll(run, url))
-            run.tasks.add(task)
-            task.add_done_callback(run.tasks.discard)
+            pollers.add(loop.create_task(self._poll(run, url, stop)))
 
         try:
-            await self._serve(settings, self._env, stop, on_ready)
+            await self._serve(settings, self._env, server_stop, on_ready)
         finally:
-            for task in list(run.tasks):
+            for task in (*pollers, stopper):
                 task.cancel()
 
     def _prepare(self) -> Settings:
@@ -388,13 +399,17 @@ class Supervisor:
 
     # ---- polling claude-tray's own API ----
 
-    async def _poll(self, run: _Run, url: str) -> None:
+    async def _poll(self, run: _Run, url: str, stop: asyncio.Event) -> None:
+        """Until `stop`: read the proxy's state. It ends on its own (rather than being
+        cancelled) so that no request of its is in flight when the server closes."""
         poll_url = _loopback_url(url)
-        while True:
+        while not stop.is_set():
             fields: dict[str, Any] = {}
             with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
                 health = await asyncio.to_thread(self._get_json, poll_url, "/health")
                 fields.update(from_health(health))
+            if stop.is_set():
+                return
             with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
                 sessions = await asyncio.to_thread(
                     self._get_json, poll_url, f"/v1/sessions?limit={SESSIONS_SHOWN}"
@@ -404,11 +419,14 @@ class Supervisor:
             with self._lock:
                 if self._run is run and self._status.state is ProxyState.RUNNING:
                     self._publish(**fields, start_at_login=login)
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._poll_interval)
 
     def _get_json(self, base: str, path: str) -> Any:
         parts = urlsplit(base)
-        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
+        conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=POLL_TIMEOUT
+        )
         headers = {"User-Agent": "claude-tray-tray", "X-Claude-Tray-Client": "claude-tray-tray"}
         key = self.api_key()
         if key:
