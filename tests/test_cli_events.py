@@ -12,6 +12,7 @@ from tray_app.protocol.cli_events import CliStream, parse_line
 from tray_app.protocol.model import (
     BlockStarted,
     BlockStopped,
+    CallAbandoned,
     CliEvent,
     ErrorReported,
     MessageDelta,
@@ -258,20 +259,30 @@ def test_deltas_cut_short_get_their_tail_from_the_assistant_line() -> None:
     ]
 
 
-def _cut_after_hel_then(retry_text: str) -> list[dict[str, Any]]:
-    """text.jsonl cut after its first delta ("Hel"), then cut_stream.jsonl's unstreamed
-    retry (a new message id) carrying `retry_text`, and its result line."""
-    head = lines("text")[:5]
+def _cut_then(name: str, upto: int, content: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The transcript `name` cut before its line `upto`, then cut_stream.jsonl's
+    unstreamed retry (a new message id) carrying `content`, and its result line."""
     retry, result = [line for line in lines("cut_stream") if line["type"] != "system"]
-    message = dict(retry["message"], content=[{"type": "text", "text": retry_text}])
-    return [*head, dict(retry, message=message), dict(result, result=retry_text)]
+    text = "".join(str(block.get("text", "")) for block in content)
+    message = dict(retry["message"], content=content)
+    return [*lines(name)[:upto], dict(retry, message=message), dict(result, result=text)]
+
+
+def _cut_after_hel_then(retry_text: str) -> list[dict[str, Any]]:
+    """text.jsonl cut after its first delta ("Hel"), then a retry carrying `retry_text`."""
+    return _cut_then("text", 5, [{"type": "text", "text": retry_text}])
+
+
+def blocks_of(events: list[CliEvent]) -> list[CliEvent]:
+    kinds = TextDelta | ThinkingDelta | BlockStarted | BlockStopped | CallAbandoned
+    return [e for e in events if isinstance(e, kinds)]
 
 
 def test_cut_stream_retry_that_extends_the_partial_text_adds_only_the_tail() -> None:
     events = replay(_cut_after_hel_then("Hello, world!"))
     assert joined_text(events) == "Hello, world!"
     assert unstopped_blocks(events) == set()
-    assert [e for e in events if isinstance(e, TextDelta | BlockStarted | BlockStopped)] == [
+    assert blocks_of(events) == [
         BlockStarted(0, "text"),
         TextDelta(0, "Hel"),
         TextDelta(0, "lo, world!"),
@@ -279,19 +290,72 @@ def test_cut_stream_retry_that_extends_the_partial_text_adds_only_the_tail() -> 
     ]
 
 
-def test_cut_stream_retry_with_a_different_answer_is_not_dropped() -> None:
-    # A retry samples again, so its text need not start with what was streamed. The
-    # docstring promises "blocks of a message that was never streamed are emitted whole".
+def test_cut_stream_retry_with_a_different_answer_abandons_the_cut_call() -> None:
+    # A retry samples again, so its text need not start with what was streamed: the
+    # consumer is told, the cut block is stopped, and the retry comes whole.
     events = replay(_cut_after_hel_then("echo: hi"))
     assert unstopped_blocks(events) == set()
-    assert [e for e in events if isinstance(e, TextDelta | BlockStarted | BlockStopped)] == [
+    assert blocks_of(events) == [
         BlockStarted(0, "text"),
         TextDelta(0, "Hel"),
+        CallAbandoned(),
         BlockStopped(0),
         BlockStarted(1, "text"),
         TextDelta(1, "echo: hi"),
         BlockStopped(1),
     ]
+
+
+THINKING = {"type": "thinking", "thinking": "Let me think.", "signature": "sig-test"}
+
+
+def test_a_retry_continuing_every_cut_block_completes_the_open_one() -> None:
+    # Cut after "The answer": the thinking block was whole and stopped, the text open.
+    retry = [THINKING, {"type": "text", "text": "The answer is 4."}]
+    events = replay(_cut_then("thinking_text", 13, retry))
+    assert unstopped_blocks(events) == set()
+    assert blocks_of(events) == [
+        BlockStarted(0, "thinking"),
+        ThinkingDelta(0, "Let me "),
+        ThinkingDelta(0, "think."),
+        BlockStopped(0),
+        BlockStarted(1, "text"),
+        TextDelta(1, "The answer"),
+        TextDelta(1, " is 4."),
+        BlockStopped(1),
+    ]
+
+
+def test_a_retry_continuing_only_some_cut_blocks_abandons_the_call() -> None:
+    retry = [THINKING, {"type": "text", "text": "Four."}]
+    events = replay(_cut_then("thinking_text", 13, retry))
+    assert unstopped_blocks(events) == set()
+    assert blocks_of(events) == [
+        BlockStarted(0, "thinking"),
+        ThinkingDelta(0, "Let me "),
+        ThinkingDelta(0, "think."),
+        BlockStopped(0),
+        BlockStarted(1, "text"),
+        TextDelta(1, "The answer"),
+        CallAbandoned(),
+        BlockStopped(1),
+        BlockStarted(2, "thinking"),
+        ThinkingDelta(2, "Let me think."),
+        BlockStopped(2),
+        BlockStarted(3, "text"),
+        TextDelta(3, "Four."),
+        BlockStopped(3),
+    ]
+
+
+def test_a_cut_tool_call_is_never_continued() -> None:
+    # Cut inside the tool call's input: even the same call again is a new call.
+    call = {"type": "tool_use", "id": "toolu_2", "name": "lookup", "input": {"q": "weather"}}
+    events = replay(_cut_then("tool_use", 9, [{"type": "text", "text": "Checking."}, call]))
+    assert CallAbandoned() in events
+    assert unstopped_blocks(events) == set()
+    started = [e for e in events if isinstance(e, BlockStarted)]
+    assert [(e.kind, e.id) for e in started][-2:] == [("text", ""), ("tool_use", "toolu_2")]
 
 
 # ---- failures ----

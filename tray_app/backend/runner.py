@@ -55,6 +55,7 @@ from tray_app.protocol.common import Collector, tool_choice_hint
 from tray_app.protocol.model import (
     BlockStarted,
     BlockStopped,
+    CallAbandoned,
     CliEvent,
     ErrorReported,
     Message,
@@ -94,7 +95,7 @@ STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
 
 class AnswerRestarted(ClaudeTrayError):
     """A model call broke off after part of its answer was streamed to the client, and
-    the CLI asked the model again (see _Restarts)."""
+    the CLI's retry answered anew (see _Restarts)."""
 
     def __init__(self) -> None:
         super().__init__(
@@ -492,7 +493,6 @@ class TurnRunner:
             line = await self._next(process, deadline)
             if line is None:
                 raise CliFailed(process.exit_code, "\n".join(process.stderr))
-            restarts.note(line)
             events = (
                 shown_event
                 for raw in stream.feed(line)
@@ -751,94 +751,55 @@ class _UsageSum:
 
 
 class _Restarts:
-    """Model calls the CLI asks again after part of their answer was already out.
+    """What to do when a model call broke off after part of its answer was out.
 
     When a call breaks off mid-stream (Anthropic's `overloaded_error` sent as an SSE
-    event, a cut connection) the CLI asks again without streaming and the new answer
-    arrives whole, in an `assistant` line. When it continues what was streamed, CliStream
-    adds the missing tail. When it does not, the blocks of the broken call were passed
-    on already, and the new answer would be glued to them ("one" + "echo: go"). What
-    is done about that, by kind of client:
+    event, a cut connection) the CLI asks again without streaming. CliStream completes
+    the answer when the retry continues what was streamed, and says CallAbandoned when
+    it does not: the blocks already passed on would be glued to the new answer ("one" +
+    "echo: go"). What is done about that, by kind of client:
 
     - streaming: the client has shown the broken blocks and cannot take them back, so
       its answer ends with an error event (AnswerRestarted) in its own API's shape,
       instead of going on with a second answer it would show as part of the first;
     - non-streaming: the client has seen nothing yet. Each call's events are held until
-      the call finishes, and a broken call's are dropped, so it gets the retry's whole
-      answer and nothing of the abandoned one (whose usage is not counted either).
+      the call finishes, and an abandoned call's are dropped, so it gets the retry's
+      whole answer and nothing of the abandoned one (whose usage is not counted either).
     """
 
     def __init__(self, *, streaming: bool) -> None:
         self._streaming = streaming
         self._open = False  # a model call started and has not sent its message_delta
-        self._blocks: dict[int, tuple[str, list[str]]] = {}  # its blocks: kind, text so far
-        self._streamed: set[str] = set()  # ids of the messages that were streamed
-        self._restarted = False  # the CLI answered the open call anew, not continuing it
+        self._dropping = False  # the open call was abandoned: drop the rest of it
         self._held: list[CliEvent] = []
 
-    def note(self, line: dict[str, Any]) -> None:
-        """See each raw CLI line before CliStream does: a retry's whole answer comes as
-        an `assistant` line for a message that was never streamed."""
-        message = line.get("message")
-        if (
-            line.get("type") != "assistant"
-            or line.get("parent_tool_use_id")
-            or not self._open
-            or not self._blocks
-            or not isinstance(message, dict)
-            or message.get("model") == "<synthetic>"
-            or message.get("id") in self._streamed
-        ):
-            return
-        self._restarted = not _continues(list(self._blocks.values()), message.get("content"))
-
     def feed(self, event: CliEvent) -> list[CliEvent]:
+        if isinstance(event, CallAbandoned):
+            if self._streaming:
+                raise AnswerRestarted
+            log.info("a model call broke off and was answered anew; its partial answer dropped")
+            self._held, self._dropping = [], True
+            return []
         if isinstance(event, MessageStarted):
-            out: list[CliEvent] = []
-            if self._restarted:
-                if self._streaming:
-                    raise AnswerRestarted
-                log.info("a model call broke off and was answered anew; its partial answer dropped")
-            else:
-                out = self._held
-            self._held, self._restarted = [], False
-            self._open, self._blocks = True, {}
-            self._streamed.add(event.message_id)
+            out, self._held = self._held, []
+            self._open, self._dropping = True, False
             return [*out, *self._pass(event)]
         if isinstance(event, MessageDelta | TurnCompleted):
             if isinstance(event, MessageDelta):
-                self._open, self._blocks = False, {}
+                self._open = False
             out, self._held = [*self._held, event], []
             return out
-        if self._open:
-            if isinstance(event, BlockStarted):
-                self._blocks[event.index] = (event.kind, [])
-            elif isinstance(event, TextDelta) and event.index in self._blocks:
-                self._blocks[event.index][1].append(event.text)
-            elif isinstance(event, ThinkingDelta) and event.index in self._blocks:
-                self._blocks[event.index][1].append(event.thinking)
         return self._pass(event)
 
     def _pass(self, event: CliEvent) -> list[CliEvent]:
         answer_part = not isinstance(
             event, ErrorReported | RateLimitReported | SessionStarted | ToolFinished
         )
-        if self._streaming or not self._open or not answer_part:
+        if not answer_part or self._streaming or not self._open:
             return [event]
-        self._held.append(event)
+        if not self._dropping:
+            self._held.append(event)
         return []
-
-
-def _continues(streamed: list[tuple[str, list[str]]], content: Any) -> bool:
-    """Whether a retry's blocks continue what was streamed of the broken call, block by
-    block (the rule CliStream completes a cut answer by); a tool call never does."""
-    rest = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
-    for kind, pieces in streamed:
-        first = rest.pop(0) if rest and rest[0].get("type") == kind else {}
-        full = first.get(kind) if kind in ("text", "thinking") else None
-        if not isinstance(full, str) or not full.startswith("".join(pieces)):
-            return False
-    return True
 
 
 class _Shown:

@@ -9,6 +9,7 @@ from typing import Any
 from tray_app.protocol.model import (
     BlockStarted,
     BlockStopped,
+    CallAbandoned,
     CliEvent,
     ErrorReported,
     MessageDelta,
@@ -233,7 +234,9 @@ class CliStream:
       across the whole turn;
     - after a cut stream the CLI re-asks without streaming, so deltas stop short and
       only the `assistant` line has the whole answer. A retry that continues what was
-      streamed is emitted as the missing tail; any other answer is emitted whole;
+      streamed is emitted as the missing tail; one that does not is announced by
+      CallAbandoned (what was streamed of the cut call is no part of the answer) and
+      emitted whole;
     - when a call stops for max_tokens the CLI asks the model to resume on its own.
       The client's limit was hit, so nothing after that stop is passed on.
     """
@@ -311,24 +314,26 @@ class CliStream:
         out: list[CliEvent] = []
         cut = [] if self._finished else self._blocks
         self._blocks, self._finished = [], True
+        if not _continues([(kind, pieces) for _, kind, pieces in cut], blocks):
+            out.append(CallAbandoned())
+            for turn_index, _, _ in cut:
+                if self._open.pop(turn_index, None) is not None:
+                    out.append(BlockStopped(turn_index))
+            cut = []
         rest_blocks = list(blocks)
         for turn_index, kind, pieces in cut:
-            final = rest_blocks[0] if rest_blocks and rest_blocks[0].get("type") == kind else None
-            full = _block_text(final) if final is not None else None
-            so_far = "".join(pieces)
+            # Each cut block is continued by the retry's next block (_continues).
+            tail = (_block_text(rest_blocks.pop(0)) or "")[len("".join(pieces)) :]
             is_open = turn_index in self._open
-            if full is not None and full.startswith(so_far):
-                rest_blocks.pop(0)
-                tail = full[len(so_far) :]
-                if tail and is_open:
-                    out.append(_text_event(kind, turn_index, tail))
-                elif tail:
-                    index = self._new_index()
-                    out += [
-                        BlockStarted(index, "text" if kind == "text" else "thinking"),
-                        _text_event(kind, index, tail),
-                        BlockStopped(index),
-                    ]
+            if tail and is_open:
+                out.append(_text_event(kind, turn_index, tail))
+            elif tail:
+                index = self._new_index()
+                out += [
+                    BlockStarted(index, "text" if kind == "text" else "thinking"),
+                    _text_event(kind, index, tail),
+                    BlockStopped(index),
+                ]
             if is_open:
                 del self._open[turn_index]
                 out.append(BlockStopped(turn_index))
@@ -376,6 +381,18 @@ class CliStream:
                 ToolInputDelta(index, json.dumps(block.get("input", {}))),
             ]
         return [*body, BlockStopped(index)]
+
+
+def _continues(streamed: list[tuple[str, list[str]]], blocks: list[dict[str, Any]]) -> bool:
+    """Whether a retry's blocks continue what was streamed of a cut call, block by
+    block; a tool call (or anything but text and thinking) never does."""
+    rest = list(blocks)
+    for kind, pieces in streamed:
+        first = rest.pop(0) if rest and rest[0].get("type") == kind else {}
+        full = _block_text(first) if kind in ("text", "thinking") else None
+        if full is None or not full.startswith("".join(pieces)):
+            return False
+    return True
 
 
 def _text_event(kind: str, index: int, text: str) -> CliEvent:

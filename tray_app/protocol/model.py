@@ -262,6 +262,13 @@ class ToolFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class CallAbandoned:
+    """A model call broke off mid-stream and the CLI's retry answered anew instead of
+    continuing it: what was streamed of that call is not part of the answer. The cut
+    call's open blocks are stopped next, then the retry follows as a new message."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnCompleted:
     """The CLI's `result` line: the turn is over, successfully or not."""
 
@@ -287,6 +294,7 @@ CliEvent = (
     | SignatureDelta
     | ToolInputDelta
     | BlockStopped
+    | CallAbandoned
     | MessageDelta
     | RateLimitReported
     | ErrorReported
