@@ -307,6 +307,15 @@ def test_cut_stream_retry_with_a_different_answer_abandons_the_cut_call() -> Non
 
 
 THINKING = {"type": "thinking", "thinking": "Let me think.", "signature": "sig-test"}
+# What thinking_text.jsonl streamed before line 13: the thinking whole, then "The answer".
+STREAMED_BEFORE_THE_CUT = [
+    BlockStarted(0, "thinking"),
+    ThinkingDelta(0, "Let me "),
+    ThinkingDelta(0, "think."),
+    BlockStopped(0),
+    BlockStarted(1, "text"),
+    TextDelta(1, "The answer"),
+]
 
 
 def test_a_retry_continuing_every_cut_block_completes_the_open_one() -> None:
@@ -315,12 +324,7 @@ def test_a_retry_continuing_every_cut_block_completes_the_open_one() -> None:
     events = replay(_cut_then("thinking_text", 13, retry))
     assert unstopped_blocks(events) == set()
     assert blocks_of(events) == [
-        BlockStarted(0, "thinking"),
-        ThinkingDelta(0, "Let me "),
-        ThinkingDelta(0, "think."),
-        BlockStopped(0),
-        BlockStarted(1, "text"),
-        TextDelta(1, "The answer"),
+        *STREAMED_BEFORE_THE_CUT,
         TextDelta(1, " is 4."),
         BlockStopped(1),
     ]
@@ -331,12 +335,7 @@ def test_a_retry_continuing_only_some_cut_blocks_abandons_the_call() -> None:
     events = replay(_cut_then("thinking_text", 13, retry))
     assert unstopped_blocks(events) == set()
     assert blocks_of(events) == [
-        BlockStarted(0, "thinking"),
-        ThinkingDelta(0, "Let me "),
-        ThinkingDelta(0, "think."),
-        BlockStopped(0),
-        BlockStarted(1, "text"),
-        TextDelta(1, "The answer"),
+        *STREAMED_BEFORE_THE_CUT,
         CallAbandoned(),
         BlockStopped(1),
         BlockStarted(2, "thinking"),
