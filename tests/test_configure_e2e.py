@@ -3,13 +3,14 @@ what configure wrote, gets its answer from the scripted upstream through a real
 `claude-tray serve` and the real CLI behind it; and the connection test sends each
 tool's kind of request through the same proxy.
 
-The tools are pinned and installed by `python tests/tools.py install` (OpenCode and the
-Continue CLI with npm, Aider into its own venv), under ~/.cache/claude-tray-ci.
+The tools are pinned and installed by `python tests/tools.py install` (OpenCode, the
+Continue CLI and Codex with npm, Aider into its own venv), under ~/.cache/claude-tray-ci.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,13 +22,15 @@ from conftest import Proxy
 from test_opencode import is_title_request, run_opencode
 from tools import (
     aider_home,
+    codex_home,
     continue_home,
     opencode_home,
     require_aider,
     require_cn,
+    require_codex,
     require_opencode,
 )
-from upstream import Upstream, text
+from upstream import Reply, ToolUse, Upstream, text
 
 from tray_app.integrations.configure import TOOLS, check_connection, undo
 from tray_app.integrations.configure.cli import main as configure_main
@@ -164,6 +167,62 @@ def test_opencode_answers_through_the_proxy_with_only_what_configure_wrote(
 
     assert undo("opencode", settings, env).ok
     assert not (home / ".config" / "opencode" / "opencode.json").exists()
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_codex_runs_its_tool_and_answers_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Codex speaks the Responses API (streaming, `store: false`, its whole history
+    resent, `developer` messages, namespace and hosted tools it offers). The model calls
+    Codex's own exec_command; Codex runs it in the project and sends the output back,
+    and the same CLI process answers. The key reaches Codex the way configure says:
+    from CLAUDE_TRAY_API_KEY in its environment, never from the file."""
+    codex = require_codex()
+    key = "ct-codex-test-key"
+    proxy = make_proxy(api_key=key)
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    env = {**configure_env(home, proxy, tmp_path / "state"), "CLAUDE_TRAY_API_KEY": key}
+    code, settings = run_configure(env, "codex", "--default")
+    assert code == 0
+    assert files_under(home) == {".codex/config.toml"}
+    assert key not in (home / ".codex" / "config.toml").read_text()
+
+    command = "echo made by codex > proof.txt && echo wrote-it"
+    upstream.push(
+        Reply(
+            blocks=(ToolUse("mcp__client__exec_command", {"cmd": command}),),
+            stop_reason="tool_use",
+        ),
+        text("Hello from the upstream, ", "through claude-tray."),
+    )
+    prompt = "Say hello for the codex test."
+    run_env = {**codex_home(home), "CLAUDE_TRAY_API_KEY": key}
+    run = run_tool(
+        [
+            str(codex),
+            "exec",
+            "--skip-git-repo-check",
+            # Codex's sandbox (bubblewrap) is not what is under test here.
+            "--dangerously-bypass-approvals-and-sandbox",
+            prompt,
+        ],
+        run_env,
+        project,
+    )
+    why = f"\n--- codex stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    assert run.stdout.strip() == ANSWER, why
+    assert (project / "proof.txt").read_text() == "made by codex\n", why
+    requests = upstream.messages_requests()
+    assert len(requests) == 2 and asked(upstream, prompt), why
+    results = json.dumps(requests[1].body["messages"][-1])
+    assert "tool_result" in results and "wrote-it" in results, why
+
+    assert undo("codex", settings, env).ok
+    assert not (home / ".codex" / "config.toml").exists()
 
 
 @pytest.mark.timeout(TOOL_TIMEOUT + 60)

@@ -6,7 +6,7 @@ Each tool is pinned to one version and installed into its own directory under
 downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
 Aider (a large Python package with exact pins of its own) and the LiteLLM proxy (the
 team-scale gateway, docs/team-scale.md) with pip, each into its own venv, and
-playwright-core for the dashboard's browser test.
+playwright-core for the dashboard's browser test, and the Codex CLI (npm).
 `.ci/check` installs them:
 
     python tests/tools.py install
@@ -51,6 +51,9 @@ AIDER_VERSION = "0.86.2"
 # 1.103 and later require certifi>=2026.10.19, which the package index does not have yet.
 LITELLM_PACKAGE = "litellm[proxy]"
 LITELLM_VERSION = "1.102.4"
+# OpenAI's Codex CLI (Responses API): npm brings its native binary as a platform package.
+CODEX_PACKAGE = "@openai/codex"
+CODEX_VERSION = "0.171.0"
 # The dashboard test's browser driver (its Chromium is Debian's: .ci/install-browser.sh).
 PLAYWRIGHT_PACKAGE = "playwright-core"
 PLAYWRIGHT_VERSION = "1.65.1"
@@ -236,6 +239,15 @@ LITELLM = Pinned(
     "bin/litellm",
     lambda p: _pip_version(p, "litellm"),
 )
+CODEX = Pinned(
+    "The Codex CLI",
+    CODEX_PACKAGE,
+    CODEX_VERSION,
+    "npm",
+    "node_modules/.bin/codex",
+    lambda p: _reported([str(p / "node_modules/.bin/codex"), "--version"], codex_home),
+    expected=f"codex-cli {CODEX_VERSION}",
+)
 PLAYWRIGHT = Pinned(
     "playwright-core",
     PLAYWRIGHT_PACKAGE,
@@ -267,6 +279,10 @@ def require_aider() -> Path:
 
 def require_litellm() -> Path:
     return LITELLM.require()
+
+
+def require_codex() -> Path:
+    return CODEX.require()
 
 
 # ---- running OpenCode hermetically ----
@@ -397,6 +413,27 @@ def aider_home(home: Path) -> dict[str, str]:
     return env
 
 
+# ---- the Codex CLI (npm) ----
+
+
+def codex_home(home: Path) -> dict[str, str]:
+    """The environment for one hermetic `codex` run in a fresh HOME: its config and
+    sessions under HOME/.codex, scratch files under HOME/tmp."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
+    env.update(
+        {
+            "HOME": str(home),
+            "CODEX_HOME": str(home / ".codex"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "TMPDIR": str(home / "tmp"),
+        }
+    )
+    (home / "tmp").mkdir(exist_ok=True)
+    return env
+
+
 # ---- shared ----
 
 
@@ -430,7 +467,7 @@ def main(argv: list[str]) -> int:
     if argv != ["install"]:
         print("usage: python tests/tools.py install", file=sys.stderr)
         return 2
-    for tool in (OPENCODE, CONTINUE, AIDER, LITELLM, PLAYWRIGHT):
+    for tool in (OPENCODE, CONTINUE, AIDER, LITELLM, PLAYWRIGHT, CODEX):
         tool.install()
     return 0
 
