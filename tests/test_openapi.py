@@ -277,6 +277,23 @@ def test_responses_answers_match(proxy: Proxy, upstream: Upstream) -> None:
     assert {"response.function_call_arguments.delta", "response.completed"} <= kinds
     assert "response.reasoning_summary_text.delta" in kinds
 
+    # Codex's kinds of tool: a function in a namespace, a custom (free-text) tool.
+    tools = [
+        {"type": "namespace", "name": "ns", "description": "", "tools": tools},
+        {"type": "custom", "name": "patch", "format": {"type": "text"}},
+    ]
+    calls = (
+        ToolUse("mcp__client__ns__look", {"q": 1}),
+        ToolUse("mcp__client__patch", {"input": "x"}),
+    )
+    for stream in (False, True):
+        upstream.push(Reply(blocks=calls, stop_reason="tool_use"))
+        body = {"model": "sonnet", "input": "find", "tools": tools, "stream": stream}
+        answer = post(proxy, path, body)
+        events = check(answer, "POST", path)
+        final = events[-1]["response"] if stream else answer.json()
+        assert [item["type"] for item in final["output"]] == ["function_call", "custom_tool_call"]
+
 
 def test_models_sessions_usage_and_service_routes_match(proxy: Proxy, upstream: Upstream) -> None:
     upstream.push(text("kept"))

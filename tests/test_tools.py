@@ -508,6 +508,80 @@ def test_responses_like_codex_store_false_and_history_resent(
         client.responses.create(model="sonnet", input="and now?", previous_response_id=second.id)
 
 
+CODEX_LIKE_TOOLS: list[Any] = [
+    {
+        "type": "namespace",
+        "name": "agents",
+        "description": "Sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "spawn",
+                "description": "Start one.",
+                "parameters": {"type": "object", "properties": {"task": {"type": "string"}}},
+            }
+        ],
+    },
+    {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Edit files with a patch.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": 'start: "*** Begin Patch"'},
+    },
+    {"type": "web_search"},
+]
+
+
+def test_responses_namespaced_and_custom_tools_round_trip(proxy: Proxy, upstream: Upstream) -> None:
+    """Codex's tool kinds: a function in a namespace and a custom (free-text) tool are
+    offered to the model, called, and handed back as the client declared them; their
+    outputs continue the same process."""
+    patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+    upstream.push(
+        Reply(
+            blocks=(
+                ToolUse("mcp__client__agents__spawn", {"task": "tests"}),
+                ToolUse("mcp__client__apply_patch", {"input": patch}),
+            ),
+            stop_reason="tool_use",
+        ),
+        text("Both done."),
+    )
+    client = oai(proxy)
+    items: list[Any] = [{"type": "message", "role": "user", "content": "Go."}]
+    with client.responses.stream(
+        model="sonnet", input=items, tools=CODEX_LIKE_TOOLS, store=False
+    ) as stream:
+        first = stream.get_final_response()
+    spawn, edit = first.output
+    assert spawn.type == "function_call" and edit.type == "custom_tool_call"
+    assert (spawn.namespace, spawn.name, json.loads(spawn.arguments)) == (
+        "agents",
+        "spawn",
+        {"task": "tests"},
+    )
+    assert (edit.name, edit.input) == ("apply_patch", patch)
+    model_saw = offered(upstream)
+    assert set(model_saw) == {"mcp__client__agents__spawn", "mcp__client__apply_patch"}
+    grammar = model_saw["mcp__client__apply_patch"]["input_schema"]["properties"]["input"]
+    assert "*** Begin Patch" in grammar["description"]
+
+    items += [
+        spawn.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": spawn.call_id, "output": "agent-7"},
+        edit.model_dump(exclude_none=True),
+        {"type": "custom_tool_call_output", "call_id": edit.call_id, "output": "Patched."},
+    ]
+    second = client.responses.create(
+        model="sonnet", input=items, tools=CODEX_LIKE_TOOLS, store=False
+    )
+    assert second.output_text == "Both done."
+    assert "continued (tools)" in proxy.log()
+    results = tool_results(upstream.messages_requests()[1].body)
+    assert [r["tool_use_id"] for r in results] == [spawn.call_id, edit.call_id]
+    assert "agent-7" in json.dumps(results[0]) and "Patched." in json.dumps(results[1])
+
+
 def test_a_conversation_waiting_for_tool_results_is_reaped_without_a_new_call(
     make_proxy: Any, upstream: Upstream
 ) -> None:

@@ -65,6 +65,17 @@ def turn(*prompt: Any, **fields: Any) -> Turn:
 
 # ---- parse_request ----
 
+FREEFORM_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "input": {
+            "type": "string",
+            "description": "The tool's whole input, as raw text (not JSON).",
+        }
+    },
+    "required": ["input"],
+    "additionalProperties": False,
+}
 WEATHER = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
 WEATHER_SPEC = ToolSpec("get_weather", "", {"type": "object"})
 CALL = {
@@ -256,8 +267,9 @@ def output(text: str) -> dict[str, Any]:
                         {"type": "object", "properties": {"city": {}}},
                     ),
                     ToolSpec("ping", "", {"type": "object", "properties": {}}),
+                    ToolSpec("apply_patch", "", FREEFORM_SCHEMA),
                 ),
-                ignored=("tools[type=web_search]", "tools[type=custom]", "tools[type=local_shell]"),
+                ignored=("tools[type=web_search]", "tools[type=local_shell]"),
             ),
             id="tools",
         ),
@@ -1223,3 +1235,194 @@ def test_response_body_wraps_tool_arguments_that_are_not_json() -> None:
     assert got["output"] == [call(0, '{"_raw": "{\\"q\\":"}')]
     valid_response(got)
     assert stream(events)[-1]["response"] == got
+
+
+# ---- namespaces and custom (free-text) tools, as Codex sends them ----
+
+PATCH_GRAMMAR = 'start: "*** Begin Patch" LF hunk+ "*** End Patch"'
+AGENTS = {
+    "type": "namespace",
+    "name": "multi_agent_v1",
+    "description": "Tools for sub-agents.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "spawn_agent",
+            "description": "Start an agent.",
+            "parameters": {"type": "object", "properties": {"task": {"type": "string"}}},
+        },
+        {"type": "custom", "name": "note", "description": "Free text."},
+        {"type": "web_search"},
+    ],
+}
+PATCH = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Edit files.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": PATCH_GRAMMAR},
+}
+
+
+def test_namespaced_and_custom_tools_are_offered_as_functions() -> None:
+    parsed = parse_request(
+        body(tools=[AGENTS, PATCH], tool_choice={"type": "custom", "name": "apply_patch"})
+    )
+    spawn, note, patch = parsed.tools
+    assert (spawn.name, spawn.namespace, spawn.client_name, spawn.freeform) == (
+        "multi_agent_v1__spawn_agent",
+        "multi_agent_v1",
+        "spawn_agent",
+        False,
+    )
+    assert spawn.description == "Start an agent.\n\n(In multi_agent_v1: Tools for sub-agents.)"
+    assert spawn.input_schema == AGENTS["tools"][0]["parameters"]  # type: ignore[index]
+    assert (note.name, note.namespace, note.freeform) == (
+        "multi_agent_v1__note",
+        "multi_agent_v1",
+        True,
+    )
+    assert (patch.name, patch.namespace, patch.freeform) == ("apply_patch", None, True)
+    about = patch.input_schema["properties"]["input"]["description"]
+    assert about.endswith(f"It must follow this lark grammar:\n{PATCH_GRAMMAR}")
+    assert patch.input_schema["required"] == ["input"]
+    assert parsed.ignored == ("tools[type=web_search]",)
+    assert parsed.tool_choice == ToolChoice("tool", "apply_patch")
+
+
+def test_custom_and_namespaced_calls_in_history_are_replayed_under_the_offered_names() -> None:
+    parsed = parse_request(
+        body(
+            [
+                user("go"),
+                {
+                    "type": "function_call",
+                    "call_id": "c1",
+                    "namespace": "multi_agent_v1",
+                    "name": "spawn_agent",
+                    "arguments": '{"task": "t"}',
+                },
+                {"type": "function_call_output", "call_id": "c1", "output": "agent-1"},
+                {
+                    "type": "custom_tool_call",
+                    "call_id": "c2",
+                    "name": "apply_patch",
+                    "input": "*** Begin Patch",
+                },
+                {"type": "custom_tool_call_output", "call_id": "c2", "output": "Done!"},
+            ],
+            tools=[AGENTS, PATCH],
+        )
+    )
+    assert parsed.history[1:] == (
+        Message("assistant", (ToolUsePart("c1", "multi_agent_v1__spawn_agent", {"task": "t"}),)),
+        Message("user", (ToolResultPart("c1", (TextPart("agent-1"),)),)),
+        Message("assistant", (ToolUsePart("c2", "apply_patch", {"input": "*** Begin Patch"}),)),
+    )
+    assert parsed.prompt == (ToolResultPart("c2", (TextPart("Done!"),)),)
+
+
+@pytest.mark.parametrize(
+    ("tools", "param"),
+    [
+        pytest.param([{**PATCH, "format": {"type": "xml"}}], "tools[0].format.type", id="format"),
+        pytest.param(
+            [{**PATCH, "format": {"type": "grammar", "syntax": "lark"}}],
+            "tools[0].format.definition",
+            id="grammar-without-definition",
+        ),
+        pytest.param([{**AGENTS, "tools": None}], "tools[0].tools", id="namespace-without-tools"),
+        pytest.param(
+            [{**AGENTS, "name": "n" * 60}], "tools[0].tools[0].name", id="name-too-long-together"
+        ),
+        pytest.param([{**AGENTS, "name": "bad name"}], "tools[0].name", id="namespace-name"),
+        pytest.param(
+            [AGENTS, {"type": "function", "name": "multi_agent_v1__spawn_agent"}],
+            "tools[1].name",
+            id="same-name-as-a-namespaced-tool",
+        ),
+    ],
+)
+def test_namespace_and_custom_tool_mistakes_are_named(tools: list[Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_request(body(tools=tools))
+    assert caught.value.param == param
+
+
+PATCH_TEXT = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+CALLS = [
+    MessageStarted("msg_1", "m", Usage(5, 0)),
+    BlockStarted(0, "tool_use", id="c1", name="multi_agent_v1__spawn_agent"),
+    ToolInputDelta(0, '{"task":'),
+    ToolInputDelta(0, ' "t"}'),
+    BlockStopped(0),
+    BlockStarted(1, "tool_use", id="c2", name="apply_patch"),
+    ToolInputDelta(1, json.dumps({"input": PATCH_TEXT})[:20]),
+    ToolInputDelta(1, json.dumps({"input": PATCH_TEXT})[20:]),
+    BlockStopped(1),
+    MessageDelta("tool_use", None, 9),
+    TurnCompleted("s", False, Usage(5, 9), None, "tool_use", "", 1),
+]
+SPAWN_ITEM = {
+    "id": "fc_x_0",
+    "type": "function_call",
+    "status": "completed",
+    "call_id": "c1",
+    "name": "spawn_agent",
+    "arguments": '{"task": "t"}',
+    "namespace": "multi_agent_v1",
+}
+PATCH_ITEM = {
+    "id": "fc_x_1",
+    "type": "custom_tool_call",
+    "call_id": "c2",
+    "name": "apply_patch",
+    "input": PATCH_TEXT,
+}
+
+
+def test_calls_go_back_under_the_declared_name_namespace_and_kind() -> None:
+    tools = parse_request(body(tools=[AGENTS, PATCH])).tools
+    whole = response_body(collect(CALLS), response_id=RESP, model="m", created=1, tools=tools)
+    assert whole["output"] == [SPAWN_ITEM, PATCH_ITEM]
+    parsed = valid_response(whole)
+    assert [item.type for item in parsed.output] == ["function_call", "custom_tool_call"]
+
+    payloads = stream(CALLS, tools=tools)
+    assert payloads[-1]["response"] == whole
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
+    for payload in payloads:
+        state.handle_event(typing.cast(Any, valid_event(payload)))
+    custom = [p for p in payloads if p["type"].startswith("response.custom_tool_call_input")]
+    assert custom == [
+        {
+            "type": "response.custom_tool_call_input.delta",
+            "item_id": "fc_x_1",
+            "output_index": 1,
+            "delta": PATCH_TEXT,
+            "sequence_number": custom[0]["sequence_number"],
+        },
+        {
+            "type": "response.custom_tool_call_input.done",
+            "item_id": "fc_x_1",
+            "output_index": 1,
+            "input": PATCH_TEXT,
+            "sequence_number": custom[0]["sequence_number"] + 1,
+        },
+    ]
+    added = [p["item"] for p in payloads if p["type"] == "response.output_item.added"]
+    assert added[0]["namespace"] == "multi_agent_v1" and added[0]["name"] == "spawn_agent"
+    assert added[1] == {**PATCH_ITEM, "input": ""}
+    deltas = [p["delta"] for p in payloads if p["type"] == "response.function_call_arguments.delta"]
+    assert deltas == ['{"task":', ' "t"}']  # the custom tool's JSON wrapping never shows
+
+
+def test_a_custom_tool_call_whose_arguments_are_not_the_wrapper_passes_them_as_text() -> None:
+    events = [
+        BlockStarted(0, "tool_use", id="c2", name="apply_patch"),
+        ToolInputDelta(0, "not json"),
+        BlockStopped(0),
+        TurnCompleted("s", False, Usage(5, 9), None, "tool_use", "", 1),
+    ]
+    tools = parse_request(body(tools=[PATCH])).tools
+    whole = response_body(collect(events), response_id=RESP, model="m", created=1, tools=tools)
+    assert whole["output"][0]["input"] == "not json"

@@ -48,11 +48,31 @@ Part = TextPart | ImagePart | ToolUsePart | ToolResultPart | ThinkingPart
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """A client-declared function tool, offered to the model as a real definition."""
+    """A client-declared function tool, offered to the model as a real definition.
+
+    `name` is what the model calls. Two Responses API kinds of tool are offered as
+    functions too, and told apart only when an answer goes back to the client (which
+    is why they take no part in comparisons):
+    - a function in a `namespace`: the model sees "<namespace>__<name>";
+    - a `custom` tool (free text in, no JSON): one string argument, `input`.
+    """
 
     name: str
     description: str
     input_schema: dict[str, Any]
+    namespace: str | None = field(default=None, compare=False)
+    freeform: bool = field(default=False, compare=False)
+
+    @property
+    def client_name(self) -> str:
+        """The name the client declared (without its namespace)."""
+        if self.namespace is None:
+            return self.name
+        return self.name.removeprefix(self.namespace + NAMESPACE_SEPARATOR)
+
+
+# Between a namespace and a tool's name in the name the model sees.
+NAMESPACE_SEPARATOR = "__"
 
 
 ToolChoiceMode = Literal["auto", "none", "required", "tool"]

@@ -25,6 +25,7 @@ from tray_app.protocol.common import (
     tool_schema,
 )
 from tray_app.protocol.model import (
+    NAMESPACE_SEPARATOR,
     BlockStarted,
     BlockStopped,
     CliEvent,
@@ -60,6 +61,10 @@ IGNORED_FIELDS = (
     "stream_options",
     "context_management",
 )
+
+# The one argument a custom (free-text) tool is offered with.
+FREEFORM_ARGUMENT = "input"
+MAX_TOOL_NAME = 64
 
 # Request fields naming state kept on OpenAI's side; claude-tray has none of it, and
 # answering without it would silently drop context.
@@ -176,7 +181,9 @@ def _items(raw: list[Any], system: list[str], ignored: list[str]) -> list[tuple[
                 )
         elif kind == "function_call":
             turns.append(("assistant", [_function_call(item, where)]))
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            turns.append(("assistant", [_custom_tool_call(item, where)]))
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             call_id = field_of(item, "call_id", str, required=True, where=f"{where}.")
             output = _tool_output(item.get("output"), where)
             turns.append(("user", [ToolResultPart(call_id, output)]))
@@ -233,9 +240,23 @@ def _content_part(part: Any, at: str, images: bool) -> TextPart | ImagePart:
     )
 
 
+def _called_name(item: dict[str, Any], where: str) -> str:
+    """The name the model called, as it was offered: a namespaced tool's with its namespace."""
+    name = field_of(item, "name", str, required=True, where=f"{where}.")
+    namespace = field_of(item, "namespace", str, where=f"{where}.")
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}" if namespace else name
+
+
+def _custom_tool_call(item: dict[str, Any], where: str) -> ToolUsePart:
+    call_id = field_of(item, "call_id", str, required=True, where=f"{where}.")
+    name = _called_name(item, where)
+    text = field_of(item, "input", str, where=f"{where}.") or ""
+    return ToolUsePart(call_id, name, {FREEFORM_ARGUMENT: text})
+
+
 def _function_call(item: dict[str, Any], where: str) -> ToolUsePart:
     call_id = field_of(item, "call_id", str, required=True, where=f"{where}.")
-    name = field_of(item, "name", str, required=True, where=f"{where}.")
+    name = _called_name(item, where)
     arguments = field_of(item, "arguments", str, where=f"{where}.") or "{}"
     try:
         args = json.loads(arguments)
@@ -269,17 +290,80 @@ def _tools(raw: list[Any], ignored: list[str]) -> tuple[ToolSpec, ...]:
         if not isinstance(tool, dict):
             raise InvalidRequest(f"'{where}' must be an object.", param=where)
         kind = field_of(tool, "type", str, required=True, where=f"{where}.")
-        if kind != "function":
-            # Hosted tools (web_search, file_search, code_interpreter, mcp, custom, ...)
-            # run on OpenAI's side; the model is simply not offered them.
+        if kind == "namespace":
+            _namespace(tools, tool, where, ignored)
+        elif kind in ("function", "custom"):
+            add_tool(tools, _tool(tool, kind, where), f"{where}.name")
+        else:
+            # Hosted tools (web_search, file_search, code_interpreter, mcp, ...) run on
+            # OpenAI's side; the model is simply not offered them.
             ignored.append(ignored_tool(kind))
-            continue
-        name = tool_name(tool.get("name"), f"{where}.name")
-        description = field_of(tool, "description", str, where=f"{where}.") or ""
+    return tuple(tools)
+
+
+def _tool(
+    tool: dict[str, Any], kind: str, where: str, namespace: tuple[str, str] | None = None
+) -> ToolSpec:
+    """A function or custom tool; `namespace` is (name, description) of the one it is in."""
+    name = tool_name(tool.get("name"), f"{where}.name")
+    description = field_of(tool, "description", str, where=f"{where}.") or ""
+    if kind == "function":
         field_of(tool, "strict", bool, where=f"{where}.")
         schema = tool_schema(tool.get("parameters"), f"{where}.parameters")
-        add_tool(tools, ToolSpec(name, description, schema), f"{where}.name")
-    return tuple(tools)
+    else:
+        schema = _freeform_schema(tool, where)
+    if namespace is None:
+        return ToolSpec(name, description, schema, freeform=kind == "custom")
+    space, about = namespace
+    offered = f"{space}{NAMESPACE_SEPARATOR}{name}"
+    if len(offered) > MAX_TOOL_NAME:
+        raise InvalidRequest(
+            f"Namespace '{space}' and tool '{name}' make the name '{offered}', longer than "
+            f"the {MAX_TOOL_NAME} characters a tool name may have.",
+            param=f"{where}.name",
+        )
+    if about:
+        description = f"{description}\n\n(In {space}: {about})".strip()
+    return ToolSpec(offered, description, schema, namespace=space, freeform=kind == "custom")
+
+
+def _namespace(tools: list[ToolSpec], tool: dict[str, Any], where: str, ignored: list[str]) -> None:
+    """A namespace's functions and custom tools, each offered under "<namespace>__<name>"."""
+    space = tool_name(tool.get("name"), f"{where}.name")
+    about = field_of(tool, "description", str, where=f"{where}.") or ""
+    members = field_of(tool, "tools", list, required=True, where=f"{where}.")
+    for j, member in enumerate(members):
+        at = f"{where}.tools[{j}]"
+        if not isinstance(member, dict):
+            raise InvalidRequest(f"'{at}' must be an object.", param=at)
+        kind = field_of(member, "type", str, required=True, where=f"{at}.")
+        if kind not in ("function", "custom"):
+            ignored.append(ignored_tool(kind))
+            continue
+        add_tool(tools, _tool(member, kind, at, (space, about)), f"{at}.name")
+
+
+def _freeform_schema(tool: dict[str, Any], where: str) -> dict[str, Any]:
+    """A custom tool takes free text: offered as one string argument, with its grammar
+    (if it has one) told to the model, which cannot be held to it."""
+    about = "The tool's whole input, as raw text (not JSON)."
+    fmt = field_of(tool, "format", dict, where=f"{where}.")
+    kind = field_of(fmt, "type", str, required=True, where=f"{where}.format.") if fmt else "text"
+    if fmt is not None and kind == "grammar":
+        syntax = field_of(fmt, "syntax", str, where=f"{where}.format.") or "lark"
+        definition = field_of(fmt, "definition", str, required=True, where=f"{where}.format.")
+        about += f" It must follow this {syntax} grammar:\n{definition}"
+    elif kind != "text":
+        raise InvalidRequest(
+            f"'{where}.format.type' must be text or grammar, not '{kind}'.",
+            param=f"{where}.format.type",
+        )
+    return {
+        "type": "object",
+        "properties": {FREEFORM_ARGUMENT: {"type": "string", "description": about}},
+        "required": [FREEFORM_ARGUMENT],
+        "additionalProperties": False,
+    }
 
 
 def _tool_choice(raw: Any, tools: tuple[ToolSpec, ...], ignored: list[str]) -> ToolChoice | None:
@@ -295,8 +379,8 @@ def _tool_choice(raw: Any, tools: tuple[ToolSpec, ...], ignored: list[str]) -> T
         )
     else:
         kind = field_of(raw, "type", str, required=True, where="tool_choice.")
-        if kind == "function":
-            name = field_of(raw, "name", str, required=True, where="tool_choice.")
+        if kind in ("function", "custom"):
+            name = _called_name(raw, "tool_choice")
             choice = ToolChoice("tool", name)
         elif kind == "allowed_tools":
             # Approximated: the mode is kept, every declared tool stays on offer.
@@ -389,15 +473,36 @@ def _message_item(id_: str, text: str | None) -> dict[str, Any]:
     }
 
 
-def _function_call_item(id_: str, call_id: str, name: str, arguments: str | None) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "type": "function_call",
-        "status": "in_progress" if arguments is None else "completed",
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments or "",
-    }
+def _call_item(
+    id_: str, call_id: str, name: str, tool: ToolSpec | None, payload: str | None
+) -> dict[str, Any]:
+    """A function_call item, or a custom_tool_call for a custom tool, under the name the
+    client declared (and its namespace); `payload` (arguments or input) None while it is
+    still being written."""
+    item: dict[str, Any]
+    if tool is not None and tool.freeform:
+        item = {"id": id_, "type": "custom_tool_call", "call_id": call_id}
+        item.update(name=tool.client_name, input=payload or "")
+    else:
+        item = {
+            "id": id_,
+            "type": "function_call",
+            "status": "in_progress" if payload is None else "completed",
+            "call_id": call_id,
+            "name": tool.client_name if tool is not None else name,
+            "arguments": payload or "",
+        }
+    if tool is not None and tool.namespace is not None:
+        item["namespace"] = tool.namespace
+    return item
+
+
+def _payload(block: Block, tool: ToolSpec | None) -> str:
+    """What a finished call passes: a custom tool's text, or the function arguments."""
+    if tool is None or not tool.freeform:
+        return _arguments(block)
+    text = block.tool_input().get(FREEFORM_ARGUMENT)
+    return text if isinstance(text, str) else block.joined
 
 
 def _summary_text(text: str) -> dict[str, Any]:
@@ -490,8 +595,10 @@ def response_body(
     model: str,
     created: int,
     previous_response_id: str | None = None,
+    tools: tuple[ToolSpec, ...] = (),
 ) -> dict[str, Any]:
     """The whole `response` object for a non-streaming request."""
+    by_name = {tool.name: tool for tool in tools}
     output: list[dict[str, Any]] = []
     for block in collector.ordered():
         n = len(output)
@@ -500,9 +607,14 @@ def response_body(
         elif block.kind == "thinking":
             output.append(_reasoning_item(item_id("rs", response_id, n), block.joined))
         elif block.kind == "tool_use":
+            tool = by_name.get(block.name)
             output.append(
-                _function_call_item(
-                    item_id("fc", response_id, n), block.id, block.name, _arguments(block)
+                _call_item(
+                    item_id("fc", response_id, n),
+                    block.id,
+                    block.name,
+                    tool,
+                    _payload(block, tool),
                 )
             )
         # redacted_thinking has nothing a client could show or send back.
@@ -539,6 +651,7 @@ class _Item:
     id: str
     call_id: str = ""
     name: str = ""
+    tool: ToolSpec | None = None  # what a tool_use item calls, when the client declared it
     pieces: list[str] = field(default_factory=list)
     summary_open: bool = False
 
@@ -558,8 +671,10 @@ class ResponsesStream:
         created: int,
         stops: tuple[str, ...] = (),
         previous_response_id: str | None = None,
+        tools: tuple[ToolSpec, ...] = (),
     ) -> None:
         self._id = response_id
+        self._tools = {tool.name: tool for tool in tools}
         self._model = model
         self._created = created
         self._previous = previous_response_id
@@ -612,6 +727,8 @@ class ResponsesStream:
         elif isinstance(event, ToolInputDelta) and event.index in self._open:
             item = self._open[event.index]
             item.pieces.append(event.partial_json)
+            if item.tool is not None and item.tool.freeform:
+                return out  # its text is known once its JSON is whole (_close)
             out.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -637,8 +754,9 @@ class ResponsesStream:
             item = _Item("thinking", n, item_id("rs", self._id, n))
             added = _reasoning_item(item.id, "")
         else:
-            item = _Item("tool_use", n, item_id("fc", self._id, n), event.id, event.name)
-            added = _function_call_item(item.id, item.call_id, item.name, None)
+            tool = self._tools.get(event.name)
+            item = _Item("tool_use", n, item_id("fc", self._id, n), event.id, event.name, tool)
+            added = _call_item(item.id, item.call_id, item.name, tool, None)
         self._open[event.index] = item
         out = [self._event("response.output_item.added", output_index=n, item=added)]
         if item.kind == "text":
@@ -703,19 +821,26 @@ class ResponsesStream:
                     ),
                 ]
             done = _reasoning_item(item.id, item.text)
+        elif item.tool is not None and item.tool.freeform:
+            text = _payload(Block("tool_use", text=item.pieces), item.tool)
+            where = {"item_id": item.id, "output_index": n}
+            out += [
+                self._event("response.custom_tool_call_input.delta", **where, delta=text),
+                self._event("response.custom_tool_call_input.done", **where, input=text),
+            ]
+            done = _call_item(item.id, item.call_id, item.name, item.tool, text)
         else:
-            block = Block("tool_use", text=item.pieces)
-            arguments = _arguments(block)
+            arguments = _arguments(Block("tool_use", text=item.pieces))
             out.append(
                 self._event(
                     "response.function_call_arguments.done",
                     item_id=item.id,
                     output_index=n,
-                    name=item.name,
+                    name=item.tool.client_name if item.tool is not None else item.name,
                     arguments=arguments,
                 )
             )
-            done = _function_call_item(item.id, item.call_id, item.name, arguments)
+            done = _call_item(item.id, item.call_id, item.name, item.tool, arguments)
         self._output.append(done)
         out.append(self._event("response.output_item.done", output_index=n, item=done))
         return out

@@ -244,6 +244,7 @@ async def _whole(
             model=turn.model,
             created=int(time.time()),
             previous_response_id=turn.previous_response_id,
+            tools=turn.tools,
         )
     else:
         body = openai_chat.completion_body(
@@ -274,6 +275,7 @@ async def _stream(
             created=int(time.time()),
             stops=turn.stop,
             previous_response_id=turn.previous_response_id,
+            tools=turn.tools,
         )
         keepalive = b": keepalive\n\n"
     else:
