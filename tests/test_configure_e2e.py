@@ -16,6 +16,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Proxy
@@ -169,37 +170,22 @@ def test_opencode_answers_through_the_proxy_with_only_what_configure_wrote(
     assert not (home / ".config" / "opencode" / "opencode.json").exists()
 
 
-@pytest.mark.timeout(TOOL_TIMEOUT + 60)
-def test_codex_runs_its_tool_and_answers_through_the_proxy_with_only_what_configure_wrote(
-    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
-) -> None:
-    """Codex speaks the Responses API (streaming, `store: false`, its whole history
-    resent, `developer` messages, namespace and hosted tools it offers). The model calls
-    Codex's own exec_command; Codex runs it in the project and sends the output back,
-    and the same CLI process answers. The key reaches Codex the way configure says:
-    from CLAUDE_TRAY_API_KEY in its environment, never from the file."""
+CODEX_KEY = "ct-codex-test-key"
+
+
+def run_codex(proxy: Proxy, tmp_path: Path, prompt: str) -> subprocess.CompletedProcess[str]:
+    """`claude-tray configure codex --default` in a scratch HOME, then `codex exec
+    <prompt>` in a scratch project with only that file and the proxy's key in its
+    environment (as configure tells people to export it); configure is undone after."""
     codex = require_codex()
-    key = "ct-codex-test-key"
-    proxy = make_proxy(api_key=key)
     home, project = tmp_path / "home", tmp_path / "project"
     home.mkdir()
     project.mkdir()
-    env = {**configure_env(home, proxy, tmp_path / "state"), "CLAUDE_TRAY_API_KEY": key}
+    env = {**configure_env(home, proxy, tmp_path / "state"), "CLAUDE_TRAY_API_KEY": CODEX_KEY}
     code, settings = run_configure(env, "codex", "--default")
     assert code == 0
     assert files_under(home) == {".codex/config.toml"}
-    assert key not in (home / ".codex" / "config.toml").read_text()
-
-    command = "echo made by codex > proof.txt && echo wrote-it"
-    upstream.push(
-        Reply(
-            blocks=(ToolUse("mcp__client__exec_command", {"cmd": command}),),
-            stop_reason="tool_use",
-        ),
-        text("Hello from the upstream, ", "through claude-tray."),
-    )
-    prompt = "Say hello for the codex test."
-    run_env = {**codex_home(home), "CLAUDE_TRAY_API_KEY": key}
+    assert CODEX_KEY not in (home / ".codex" / "config.toml").read_text()
     run = run_tool(
         [
             str(codex),
@@ -209,20 +195,72 @@ def test_codex_runs_its_tool_and_answers_through_the_proxy_with_only_what_config
             "--dangerously-bypass-approvals-and-sandbox",
             prompt,
         ],
-        run_env,
+        {**codex_home(home), "CLAUDE_TRAY_API_KEY": CODEX_KEY},
         project,
     )
+    assert undo("codex", settings, env).ok
+    assert not (home / ".codex" / "config.toml").exists()
+    return run
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_codex_runs_its_tool_and_answers_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Codex speaks the Responses API (streaming, `store: false`, its whole history
+    resent, `developer` messages, namespace and hosted tools it offers). The model calls
+    Codex's own exec_command; Codex runs it in the project and sends the output back,
+    and the same CLI process answers. The key reaches Codex the way configure says:
+    from CLAUDE_TRAY_API_KEY in its environment, never from the file."""
+    proxy = make_proxy(api_key=CODEX_KEY)
+    command = "echo made by codex > proof.txt && echo wrote-it"
+    upstream.push(
+        Reply(
+            blocks=(ToolUse("mcp__client__exec_command", {"cmd": command}),),
+            stop_reason="tool_use",
+        ),
+        text("Hello from the upstream, ", "through claude-tray."),
+    )
+    prompt = "Say hello for the codex test."
+    run = run_codex(proxy, tmp_path, prompt)
     why = f"\n--- codex stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
     assert run.returncode == 0, why
     assert run.stdout.strip() == ANSWER, why
-    assert (project / "proof.txt").read_text() == "made by codex\n", why
+    assert (tmp_path / "project" / "proof.txt").read_text() == "made by codex\n", why
     requests = upstream.messages_requests()
     assert len(requests) == 2 and asked(upstream, prompt), why
     results = json.dumps(requests[1].body["messages"][-1])
     assert "tool_result" in results and "wrote-it" in results, why
 
-    assert undo("codex", settings, env).ok
-    assert not (home / ".codex" / "config.toml").exists()
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_codex_spawns_a_sub_agent_through_its_namespaced_tool(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Codex offers its sub-agent tools inside a `namespace` tool: the model sees them
+    as multi_agent_v1__spawn_agent, and its call must reach Codex as spawn_agent in the
+    multi_agent_v1 namespace for Codex to start the agent and answer with its id."""
+    proxy = make_proxy(api_key=CODEX_KEY)
+    task = "Count the files for the parent."
+
+    def parent_after_the_spawn(body: dict[str, Any]) -> bool:
+        return "tool_result" in json.dumps(body["messages"][-1])
+
+    upstream.push(
+        Reply(
+            blocks=(ToolUse("mcp__client__multi_agent_v1__spawn_agent", {"message": task}),),
+            stop_reason="tool_use",
+        ),
+        text("The agent is on it.", when=parent_after_the_spawn),
+    )
+    run = run_codex(proxy, tmp_path, "Start a helper agent.")
+    why = f"\n--- codex stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    assert run.stdout.strip() == "The agent is on it.", why
+    offered = {t["name"] for t in upstream.messages_requests()[0].body.get("tools", [])}
+    assert "mcp__client__multi_agent_v1__spawn_agent" in offered, why
+    spawned = next(r for r in upstream.messages_requests() if parent_after_the_spawn(r.body))
+    assert '\\"agent_id\\"' in json.dumps(spawned.body["messages"][-1]), why
 
 
 @pytest.mark.timeout(TOOL_TIMEOUT + 60)
