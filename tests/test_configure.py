@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,18 @@ def test_configure_after_an_edit_keeps_the_edit_on_undo(scratch: Env) -> None:
     assert scratch.configure("codex", make_default=True).changed
     assert scratch.undo("codex").ok
     assert path.read_text() == edited
+
+
+@pytest.mark.parametrize(("before", "after"), [(128000, 128000), (400000, 200000), ("x", 200000)])
+def test_codex_default_narrows_the_context_window_to_claudes(
+    scratch: Env, before: object, after: int
+) -> None:
+    """Codex assumes 272k for a model it does not know; a smaller window is the user's."""
+    path = scratch.write(".codex/config.toml", f"model_context_window = {json.dumps(before)}\n")
+    assert scratch.configure("codex").ok
+    assert f"model_context_window = {json.dumps(before)}" in path.read_text()  # not default
+    assert scratch.configure("codex", make_default=True).ok
+    assert tomllib.loads(path.read_text())["model_context_window"] == after
 
 
 def test_nothing_to_undo(scratch: Env) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Callable
@@ -231,6 +232,11 @@ def test_codex_runs_its_tool_and_answers_through_the_proxy_with_only_what_config
     assert len(requests) == 2 and asked(upstream, prompt), why
     results = json.dumps(requests[1].body["messages"][-1])
     assert "tool_result" in results and "wrote-it" in results, why
+    # Codex took Claude's 200k window from the file (less its own 5% margin), not the
+    # 272k it assumes for a model it does not know; its session log says so.
+    logs = (tmp_path / "home" / ".codex").rglob("*.jsonl")
+    windows = {w for f in logs for w in re.findall(r'"model_context_window":(\d+)', f.read_text())}
+    assert windows == {"190000"}, why
 
 
 @pytest.mark.timeout(TOOL_TIMEOUT + 60)

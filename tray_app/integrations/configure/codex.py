@@ -1,5 +1,6 @@
 """Codex CLI: a `[model_providers.claude-tray]` table (Responses wire API) in
-$CODEX_HOME/config.toml, and with --default `model_provider`/`model` at the top."""
+$CODEX_HOME/config.toml, and with --default `model_provider`/`model` (and Claude's
+context window) at the top."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import tomlkit
 import tomlkit.exceptions
 from tomlkit.items import InlineTable, Table
 
-from tray_app.integrations.configure.context import KEY_ENV, PROVIDER_ID, Context
+from tray_app.integrations.configure.context import CONTEXT_TOKENS, KEY_ENV, PROVIDER_ID, Context
 from tray_app.integrations.configure.core import Change, ConfigureError, read_config
 from tray_app.integrations.configure.spec import Tool
+
+WINDOW_KEY = "model_context_window"
 
 
 def config_dir(ctx: Context) -> Path:
@@ -91,6 +94,13 @@ def plan(ctx: Context) -> list[Change]:
             if _plain(doc.get(key)) != value:
                 doc[key] = value
             expected[key] = value
+        # Codex knows no Claude model and assumes a 272k window, so it would let a
+        # conversation grow past Claude's 200k before compacting it. Its setting can
+        # only narrow that; a smaller window the user chose is kept.
+        window = _plain(doc.get(WINDOW_KEY))
+        if not isinstance(window, int) or isinstance(window, bool) or window > CONTEXT_TOKENS:
+            doc[WINDOW_KEY] = CONTEXT_TOKENS
+        expected[WINDOW_KEY] = _plain(doc[WINDOW_KEY])
     new_text = doc.as_string()
     if ours is None and not isinstance(providers, InlineTable):
         new_text = _space_after_our_table(new_text)
@@ -132,7 +142,10 @@ def usage(ctx: Context) -> str:
     key = f"export {KEY_ENV}=<the key>; " if ctx.api_key else ""
     if ctx.make_default:
         return f"{key}codex (uses {ctx.model} through claude-tray)"
-    return f"{key}codex -c model_provider={PROVIDER_ID} -m {ctx.model}"
+    return (
+        f"{key}codex -c model_provider={PROVIDER_ID} -m {ctx.model} "
+        f"-c {WINDOW_KEY}={CONTEXT_TOKENS}"
+    )
 
 
 TOOL = Tool(
