@@ -204,6 +204,69 @@ def test_codex_default_narrows_the_context_window_to_claudes(
     assert tomllib.loads(path.read_text())["model_context_window"] == after
 
 
+CLINE_FILE = ".cline/data/settings/providers.json"
+
+
+def test_cline_gets_its_openai_compatible_provider_and_keeps_the_others(tmp_path: Path) -> None:
+    env = Env(tmp_path, api_key="ct-cline-secret")
+    theirs = {"settings": {"provider": "anthropic", "apiKey": "sk-ant-x"}, "updatedAt": "t"}
+    original = {"version": 1, "lastUsedProvider": "anthropic", "modes": {}, "providers": {}}
+    original["providers"] = {"anthropic": theirs}
+    path = env.write(CLINE_FILE, json.dumps(original, indent=2))
+    assert env.configure("cline").ok
+    written = json.loads(path.read_text())
+    assert written["lastUsedProvider"] == "anthropic"  # only --default changes it
+    assert written["providers"]["anthropic"] == theirs
+    ours = written["providers"]["openai-compatible"]
+    assert ours["settings"] == {
+        "provider": "openai-compatible",
+        "apiKey": "ct-cline-secret",
+        "model": "sonnet",
+        "baseUrl": "http://127.0.0.1:3456/v1",
+    }
+    assert ours["updatedAt"].endswith("Z")  # without it Cline ignores the whole file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not env.configure("cline").changed  # the timestamp too stays as it was
+    assert env.configure("cline", make_default=True).changed
+    assert json.loads(path.read_text())["lastUsedProvider"] == "openai-compatible"
+    assert env.undo("cline").ok
+    assert json.loads(path.read_text()) == original
+
+
+def test_cline_saving_its_file_again_is_not_an_edit_but_a_change_of_model_is(
+    scratch: Env,
+) -> None:
+    """Cline writes the file back on every run with a new updatedAt: undo still puts
+    the original back. A setting the user changed makes undo refuse, as for any tool."""
+    assert scratch.configure("cline", make_default=True).ok
+    path = scratch.home / CLINE_FILE
+    doc = json.loads(path.read_text())
+    doc["providers"]["openai-compatible"]["updatedAt"] = "2030-01-01T00:00:00.000Z"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    # Still ours: a new write keeps "claude-tray created it" as what undo goes back to.
+    assert scratch.configure("cline", model="opus", make_default=True).changed
+    doc = json.loads(path.read_text())
+    doc["providers"]["openai-compatible"]["settings"]["model"] = "haiku"  # the user's
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    refused = scratch.undo("cline")
+    assert not refused.ok and "changed after claude-tray wrote it" in refused.message
+    doc["providers"]["openai-compatible"]["settings"]["model"] = "opus"
+    doc["providers"]["openai-compatible"]["updatedAt"] = "2031-01-01T00:00:00.000Z"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    assert scratch.undo("cline").ok
+    assert not path.exists()
+
+
+def test_cline_provider_pointing_elsewhere_is_not_replaced(scratch: Env) -> None:
+    elsewhere = {"settings": {"provider": "openai-compatible", "baseUrl": "http://x:1/v1"}}
+    text = json.dumps({"version": 1, "providers": {"openai-compatible": elsewhere}})
+    path = scratch.write(CLINE_FILE, text)
+    result = scratch.configure("cline", make_default=True)
+    assert not result.ok and "http://x:1/v1" in result.message
+    assert "will not replace it" in result.message
+    assert path.read_text() == text
+
+
 def test_nothing_to_undo(scratch: Env) -> None:
     result = scratch.undo("continue")
     assert not result.ok

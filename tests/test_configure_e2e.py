@@ -4,7 +4,8 @@ what configure wrote, gets its answer from the scripted upstream through a real
 tool's kind of request through the same proxy.
 
 The tools are pinned and installed by `python tests/tools.py install` (OpenCode, the
-Continue CLI and Codex with npm, Aider into its own venv), under ~/.cache/claude-tray-ci.
+Continue CLI, Codex and Cline with npm, Aider into its own venv), under
+~/.cache/claude-tray-ci.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from conftest import Proxy
 from test_opencode import is_title_request, run_opencode
 from tools import (
     aider_home,
+    cline_home,
     codex_home,
     continue_home,
     opencode_home,
     require_aider,
+    require_cline,
     require_cn,
     require_codex,
     require_opencode,
+    stop_cline_hub,
 )
 from upstream import Reply, ToolUse, Upstream, text
 
@@ -267,6 +271,54 @@ def test_codex_spawns_a_sub_agent_through_its_namespaced_tool(
     assert "mcp__client__multi_agent_v1__spawn_agent" in offered, why
     spawned = next(r for r in upstream.messages_requests() if parent_after_the_spawn(r.body))
     assert '\\"agent_id\\"' in json.dumps(spawned.body["messages"][-1]), why
+
+
+@pytest.mark.timeout(TOOL_TIMEOUT + 60)
+def test_cline_reads_a_file_with_its_tool_through_the_proxy_with_only_what_configure_wrote(
+    upstream: Upstream, make_proxy: Callable[..., Proxy], tmp_path: Path
+) -> None:
+    """Cline CLI 3 (chat completions, ~25 tools of its own): the model calls its
+    read_files tool, Cline reads the file in the project and sends the result back, and
+    the same CLI process answers."""
+    cline = require_cline()
+    key = "ct-cline-test-key"
+    proxy = make_proxy(api_key=key)
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (project / "notes.txt").write_text("the secret word is pelican\n")
+    env = {**configure_env(home, proxy, tmp_path / "state"), "CLAUDE_TRAY_API_KEY": key}
+    code, settings = run_configure(env, "cline", "--default")
+    assert code == 0
+    assert files_under(home) == {".cline/data/settings/providers.json"}
+
+    upstream.push(
+        Reply(
+            blocks=(ToolUse("mcp__client__read_files", {"files": [{"path": "notes.txt"}]}),),
+            stop_reason="tool_use",
+        ),
+        text("The word is ", "pelican."),
+    )
+    prompt = "Read notes.txt for the cline test."
+    try:
+        run = run_tool([str(cline), "--json", prompt], cline_home(home), project)
+    finally:
+        stop_cline_hub(home)
+    why = f"\n--- cline stdout:\n{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, why
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["type"] == "run_result" and result["finishReason"] == "completed", why
+    assert result["text"] == "The word is pelican.", why
+    assert result["model"] == {"id": "sonnet", "provider": "openai-compatible"} | {
+        k: v for k, v in result["model"].items() if k not in ("id", "provider")
+    }, why
+    requests = upstream.messages_requests()
+    assert len(requests) == 2 and asked(upstream, prompt), why
+    results = json.dumps(requests[1].body["messages"][-1])
+    assert "tool_result" in results and "pelican" in results, why
+
+    assert undo("cline", settings, env).ok
+    assert not (home / ".cline" / "data" / "settings" / "providers.json").exists()
 
 
 @pytest.mark.timeout(TOOL_TIMEOUT + 60)

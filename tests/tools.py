@@ -6,7 +6,7 @@ Each tool is pinned to one version and installed into its own directory under
 downloads it once and every later run reuses it: OpenCode and the Continue CLI with npm,
 Aider (a large Python package with exact pins of its own) and the LiteLLM proxy (the
 team-scale gateway, docs/team-scale.md) with pip, each into its own venv, and
-playwright-core for the dashboard's browser test, and the Codex CLI (npm).
+playwright-core for the dashboard's browser test, and the Codex and Cline CLIs (npm).
 `.ci/check` installs them:
 
     python tests/tools.py install
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +55,9 @@ LITELLM_VERSION = "1.102.4"
 # OpenAI's Codex CLI (Responses API): npm brings its native binary as a platform package.
 CODEX_PACKAGE = "@openai/codex"
 CODEX_VERSION = "0.171.0"
+# The Cline CLI: npm brings its native binary as a platform package.
+CLINE_PACKAGE = "cline"
+CLINE_VERSION = "3.0.65"
 # The dashboard test's browser driver (its Chromium is Debian's: .ci/install-browser.sh).
 PLAYWRIGHT_PACKAGE = "playwright-core"
 PLAYWRIGHT_VERSION = "1.65.1"
@@ -248,6 +252,14 @@ CODEX = Pinned(
     lambda p: _reported([str(p / "node_modules/.bin/codex"), "--version"], codex_home),
     expected=f"codex-cli {CODEX_VERSION}",
 )
+CLINE = Pinned(
+    "The Cline CLI",
+    CLINE_PACKAGE,
+    CLINE_VERSION,
+    "npm",
+    "node_modules/.bin/cline",
+    lambda p: _reported([str(p / "node_modules/.bin/cline"), "--version"], cline_home),
+)
 PLAYWRIGHT = Pinned(
     "playwright-core",
     PLAYWRIGHT_PACKAGE,
@@ -283,6 +295,10 @@ def require_litellm() -> Path:
 
 def require_codex() -> Path:
     return CODEX.require()
+
+
+def require_cline() -> Path:
+    return CLINE.require()
 
 
 # ---- running OpenCode hermetically ----
@@ -434,6 +450,36 @@ def codex_home(home: Path) -> dict[str, str]:
     return env
 
 
+# ---- the Cline CLI (npm) ----
+
+
+def cline_home(home: Path) -> dict[str, str]:
+    """The environment for one hermetic `cline` run in a fresh HOME (its settings,
+    sessions and databases under HOME/.cline)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
+    env.update({"HOME": str(home), "TMPDIR": str(home / "tmp")})
+    (home / "tmp").mkdir(exist_ok=True)
+    return env
+
+
+def stop_cline_hub(home: Path) -> None:
+    """End the hub daemon a `cline` run in `home` leaves behind (it detaches into a
+    session of its own, and would outlive the test)."""
+    wanted = f"HOME={home}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"--cline-hub-daemon" in cmdline and wanted in (
+                entry / "environ"
+            ).read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 # ---- shared ----
 
 
@@ -467,7 +513,7 @@ def main(argv: list[str]) -> int:
     if argv != ["install"]:
         print("usage: python tests/tools.py install", file=sys.stderr)
         return 2
-    for tool in (OPENCODE, CONTINUE, AIDER, LITELLM, PLAYWRIGHT, CODEX):
+    for tool in (OPENCODE, CONTINUE, AIDER, LITELLM, PLAYWRIGHT, CODEX, CLINE):
         tool.install()
     return 0
 

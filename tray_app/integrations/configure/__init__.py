@@ -12,6 +12,7 @@ from pathlib import Path
 from tray_app.integrations.configure import (
     aider,
     claude_code,
+    cline,
     codex,
     continue_,
     opencode,
@@ -47,7 +48,15 @@ log = logging.getLogger(__name__)
 
 TOOLS: Mapping[str, Tool] = {
     t.id: t
-    for t in (opencode.TOOL, continue_.TOOL, aider.TOOL, codex.TOOL, claude_code.TOOL, zed.TOOL)
+    for t in (
+        opencode.TOOL,
+        continue_.TOOL,
+        aider.TOOL,
+        codex.TOOL,
+        cline.TOOL,
+        claude_code.TOOL,
+        zed.TOOL,
+    )
 }
 
 
@@ -84,7 +93,7 @@ def _tool(tool: str) -> Tool:
 
 
 def _record(settings: Settings, tool: str) -> UndoRecord:
-    return UndoRecord(settings.paths.data_dir / "configure", tool)
+    return UndoRecord(settings.paths.data_dir / "configure", tool, _tool(tool).settle)
 
 
 def _used_here(tool: Tool, ctx: Context) -> bool:

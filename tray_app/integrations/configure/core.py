@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -203,13 +203,24 @@ class _Entry:
 
 
 class UndoRecord:
-    """What `undo` needs per tool, kept under claude-tray's data dir (0600 files)."""
+    """What `undo` needs per tool, kept under claude-tray's data dir (0600 files).
 
-    def __init__(self, state_dir: Path, tool: str) -> None:
+    `settle` maps a file's text to what counts when telling whether it is still the
+    one claude-tray wrote: a tool that rewrites its own file (a timestamp) does not
+    make it the user's edit.
+    """
+
+    def __init__(
+        self, state_dir: Path, tool: str, settle: Callable[[str], str] | None = None
+    ) -> None:
         self.dir = state_dir
         self.file = state_dir / f"{tool}.json"
         self.backups = state_dir / "backups" / tool
         self.tool = tool
+        self._settle = settle
+
+    def digest(self, text: str) -> str:
+        return _sha(self._settle(text) if self._settle is not None else text)
 
     def load(self) -> dict[str, _Entry]:
         try:
@@ -332,7 +343,7 @@ def apply(changes: Sequence[Change], record: UndoRecord) -> list[FileResult]:
             if (
                 previous is not None
                 and current.text is not None
-                and previous.written == _sha(current.text)
+                and previous.written == record.digest(current.text)
             ):
                 # Ours since our first write: keep the original from before it.
                 original, original_mode = previous.original, previous.original_mode
@@ -350,7 +361,7 @@ def apply(changes: Sequence[Change], record: UndoRecord) -> list[FileResult]:
                 shown=str(current.path),
                 original=original,
                 original_mode=original_mode,
-                written=_sha(change.new_text),
+                written=record.digest(change.new_text),
                 created_dirs=created_dirs,
             )
             action: Action = "updated" if current.exists else "created"
@@ -393,7 +404,7 @@ def undo(record: UndoRecord) -> list[FileResult]:
             raise ConfigureError(Path(entry.shown), f"cannot be read ({exc})") from exc
         if text is None and entry.original is None:
             continue  # we created it and it is gone already
-        if text is None or _sha(text) != entry.written:
+        if text is None or record.digest(text) != entry.written:
             kept = f" The original is kept at {entry.original}." if entry.original else ""
             raise ConfigureError(
                 Path(entry.shown),

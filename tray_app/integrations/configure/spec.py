@@ -30,3 +30,6 @@ class Tool:
     usage: Callable[[Context], str]
     # Whether the connection test should send streaming requests, as the tool does.
     streams: bool = True
+    # What of the tool's file counts when telling claude-tray's write from a later edit,
+    # for a tool that rewrites its own file as it runs (None: every byte).
+    settle: Callable[[str], str] | None = None
