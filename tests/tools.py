@@ -389,21 +389,14 @@ def continue_home(home: Path) -> dict[str, str]:
     =0 keeps its metrics off; its update check (a fetch to Continue's API) fails quietly
     offline and changes nothing.
     """
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_DATA_HOME": str(home / ".local" / "share"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "TMPDIR": str(home / "tmp"),
-            "CONTINUE_CLI_ENABLE_TELEMETRY": "0",
-            "CONTINUE_METRICS_ENABLED": "0",
-        }
+    return scratch_env(
+        home,
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        CONTINUE_CLI_ENABLE_TELEMETRY="0",
+        CONTINUE_METRICS_ENABLED="0",
     )
-    (home / "tmp").mkdir(exist_ok=True)
-    return env
 
 
 # ---- Aider (pip, its own venv) ----
@@ -412,21 +405,14 @@ def continue_home(home: Path) -> dict[str, str]:
 def aider_home(home: Path) -> dict[str, str]:
     """The environment for one hermetic aider run in a fresh HOME: no update check, and
     litellm's bundled model-price map instead of downloading it."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
-    env.update(
-        {
-            "HOME": str(home),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "TMPDIR": str(home / "tmp"),
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "AIDER_ANALYTICS": "false",
-            "AIDER_CHECK_UPDATE": "false",
-        }
+    return scratch_env(
+        home,
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        AIDER_ANALYTICS="false",
+        AIDER_CHECK_UPDATE="false",
     )
-    (home / "tmp").mkdir(exist_ok=True)
-    return env
 
 
 # ---- the Codex CLI (npm) ----
@@ -435,19 +421,12 @@ def aider_home(home: Path) -> dict[str, str]:
 def codex_home(home: Path) -> dict[str, str]:
     """The environment for one hermetic `codex` run in a fresh HOME: its config and
     sessions under HOME/.codex, scratch files under HOME/tmp."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
-    env.update(
-        {
-            "HOME": str(home),
-            "CODEX_HOME": str(home / ".codex"),
-            "XDG_CONFIG_HOME": str(home / ".config"),
-            "XDG_CACHE_HOME": str(home / ".cache"),
-            "TMPDIR": str(home / "tmp"),
-        }
+    return scratch_env(
+        home,
+        CODEX_HOME=str(home / ".codex"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
     )
-    (home / "tmp").mkdir(exist_ok=True)
-    return env
 
 
 # ---- the Cline CLI (npm) ----
@@ -456,11 +435,7 @@ def codex_home(home: Path) -> dict[str, str]:
 def cline_home(home: Path) -> dict[str, str]:
     """The environment for one hermetic `cline` run in a fresh HOME (its settings,
     sessions and databases under HOME/.cline)."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
-    env.update({"HOME": str(home), "TMPDIR": str(home / "tmp")})
-    (home / "tmp").mkdir(exist_ok=True)
-    return env
+    return scratch_env(home)
 
 
 def stop_cline_hub(home: Path) -> None:
@@ -481,6 +456,15 @@ def stop_cline_hub(home: Path) -> None:
 
 
 # ---- shared ----
+
+
+def scratch_env(home: Path, **extra: str) -> dict[str, str]:
+    """A tool's environment in a fresh HOME: the locale and PATH of this run, HOME and
+    TMPDIR in the scratch home (created), and `extra`."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "tmp").mkdir(exist_ok=True)
+    env = {k: v for k in ("PATH", "LANG", "LC_ALL", "TZ") if (v := os.environ.get(k))}
+    return env | {"HOME": str(home), "TMPDIR": str(home / "tmp"), **extra}
 
 
 def _run_install(cmd: list[str], env: dict[str, str] | None = None) -> None:
