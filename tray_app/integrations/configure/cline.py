@@ -66,6 +66,7 @@ def _ordered(value: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
 def plan(ctx: Context) -> list[Change]:
     current = read_config(config_path(ctx), ctx.home)
     doc = _load(current.path, current.text)
+    before = json.loads(json.dumps(doc))
     taken = _slot_url(doc)
     if SLOT in doc["providers"] and taken != ctx.openai_url:
         raise ConfigureError(
@@ -85,11 +86,11 @@ def plan(ctx: Context) -> list[Change]:
     doc["providers"][SLOT] = _ordered(entry, ("settings", "updatedAt", "tokenSource"))
     if ctx.make_default:
         doc["lastUsedProvider"] = SLOT
-    # In the order Cline writes its file, so that Cline saving it again (it does, on
-    # every run) leaves the bytes as they are and undo still knows them.
+    # In the order and form Cline writes its file, which it saves again on every run:
+    # what changes between the two is its timestamp alone.
     doc = _ordered(doc, ("version", "lastUsedProvider", "modes", "providers"))
-    text = json.dumps(doc, indent=2) + "\n"
-    if current.text is not None and json.loads(current.text) == doc:
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if current.text is not None and before == doc:
         text = current.text  # nothing to change: keep the bytes as they are
     return [Change(current, text, secret=ctx.secret)]
 
