@@ -257,6 +257,7 @@ def test_tools_are_listed_and_configured_from_the_api(make_proxy: Any) -> None:
         "continue",
         "aider",
         "codex",
+        "cline",
         "claude-code",
         "zed",
     ]
@@ -284,6 +285,7 @@ def test_tools_are_listed_and_configured_from_the_api(make_proxy: Any) -> None:
         "continue": False,
         "aider": False,
         "codex": False,
+        "cline": False,
         "claude-code": False,
         "zed": False,
     }
@@ -573,7 +575,7 @@ def test_the_dashboard_in_a_real_browser(
         # Tools, each with its button.
         assert (
             browser.evaluate("document.querySelectorAll('#tool-list li button.configure').length")
-            == 6
+            == 7
         )
 
         # A request in flight shows up while it runs (and leaves the screenshot a live one).
