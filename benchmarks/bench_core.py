@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import re
-import shlex
 import signal
 import statistics
 import subprocess
@@ -51,6 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from benchmarks import command_line
 from benchmarks.tray_probe import TrayProbe
 
 if TYPE_CHECKING:
@@ -653,23 +653,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--requests and --chunks must be at least 1, delays not negative")
     if args.pause < 0 or any(n < 0 for n in args.pool_sizes or ()):
         parser.error("--pause and --pool-size must not be negative")
+    args.command = command_line(parser, args)
     return args
-
-
-def _command(args: argparse.Namespace) -> str:
-    parts = [
-        "python -m benchmarks.bench_core",
-        f"--requests {args.requests}",
-        f"--first-delay {args.first_delay:g}",
-        f"--delay {args.delay:g}",
-        f"--chunks {args.chunks}",
-    ]
-    parts += [f"--pool-size {n}" for n in args.pool_sizes or ()]
-    if args.pause:
-        parts.append(f"--pause {args.pause:g}")
-    if args.json is not None:
-        parts.append(f"--json {shlex.quote(str(args.json))}")
-    return " ".join(parts)
 
 
 def _log(message: str) -> None:
@@ -715,7 +700,7 @@ def run(args: argparse.Namespace) -> int:
     host = machine()
     host["requests"] = args.requests
     host["pause"] = args.pause
-    command = _command(args)
+    command = args.command
     reply, expected = scripted_reply(args)
     problems: list[str] = []
     upstream = Upstream().start()

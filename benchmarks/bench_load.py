@@ -46,7 +46,6 @@ import contextlib
 import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ from typing import Any, Protocol
 import httpx
 
 from benchmarks import bench_core as core
+from benchmarks import command_line
 from benchmarks.tray_probe import TrayProbe, claude_children, tree_memory
 
 MODEL = "sonnet"
@@ -630,26 +630,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("counts must not be negative, --every at least 1")
     if args.max_concurrent < 1 or args.max_queue < 0 or any(n < 0 for n in args.pool_sizes):
         parser.error("--max-concurrent at least 1; --max-queue and --pool-size not negative")
+    args.command = command_line(parser, args)
     return args
-
-
-def _command(args: argparse.Namespace) -> str:
-    parts = [
-        "python -m benchmarks.bench_load",
-        f"--concurrent {args.concurrent}",
-        f"--sequential {args.sequential}",
-        f"--every {args.every}",
-        f"--max-concurrent {args.max_concurrent}",
-        f"--max-queue {args.max_queue}",
-        *(f"--pool-size {n}" for n in args.pool_sizes),
-        f"--timeout {args.timeout:g}",
-        f"--first-delay {args.first_delay:g}",
-        f"--delay {args.delay:g}",
-        f"--chunks {args.chunks}",
-    ]
-    if args.json is not None:
-        parts.append(f"--json {shlex.quote(str(args.json))}")
-    return " ".join(parts)
 
 
 def _log(message: str) -> None:
@@ -665,7 +647,7 @@ def run(args: argparse.Namespace) -> int:
     # mid-stream; the soak does that on purpose, and checks every outcome itself.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     host = core.machine()
-    command = _command(args)
+    command = args.command
     replies = Replies(text, error, args.first_delay, args.delay, args.chunks)
     upstream = Upstream().start()
     subjects: list[Subject] = []

@@ -44,7 +44,6 @@ import contextlib
 import itertools
 import json
 import re
-import shlex
 import statistics
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from benchmarks import bench_core as core
+from benchmarks import command_line
 from benchmarks.tray_probe import Memory, TrayProbe, idle_cpu_share, tree_memory
 
 if TYPE_CHECKING:
@@ -854,28 +854,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("counts must be at least 1 (--turns at least 2)")
     if min(args.pause, args.first_delay, args.delay) < 0 or args.idle_window <= 0:
         parser.error("times must not be negative")
+    args.command = command_line(parser, args)
     return args
-
-
-def command_line(args: argparse.Namespace) -> str:
-    parts = ["python -m benchmarks.bench_sessions"]
-    if args.quick:
-        parts.append("--quick")
-    parts += [
-        f"--requests {args.requests}",
-        f"--conversations {args.conversations}",
-        f"--turns {args.turns}",
-        f"--held {args.held}",
-        f"--kept {args.kept}",
-        f"--pause {args.pause:g}",
-        f"--idle-window {args.idle_window:g}",
-        f"--first-delay {args.first_delay:g}",
-        f"--delay {args.delay:g}",
-        f"--chunks {args.chunks}",
-    ]
-    if args.json is not None:
-        parts.append(f"--json {shlex.quote(str(args.json))}")
-    return " ".join(parts)
 
 
 @contextlib.contextmanager
@@ -889,7 +869,7 @@ def run(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(core.REPO))
     started = time.monotonic()
     host = core.machine()
-    command = command_line(args)
+    command = args.command
     problems: list[str] = []
     recorder = RawRecorder()
     upstream = raw_upstream(recorder).start()
