@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -107,8 +108,6 @@ class AnswerRestarted(ClaudeTrayError):
 
 def bundled_cli() -> str:
     """The `claude` binary inside the SDK wheel (also where the frozen app keeps it)."""
-    import sys
-
     import claude_agent_sdk
 
     # The Windows wheel ships `claude.exe`; CreateProcess will not run the bare name.
